@@ -1,0 +1,121 @@
+"""Data loaders, learner and the lesson's two-phase schedule, built on fastai.
+
+    fit_one_cycle(freeze_epochs, lr)  frozen body, new head
+    unfreeze; lr_find
+    fit_one_cycle(epochs, slice(lr_min, lr/10))  discriminative learning rates
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+import torchvision
+from fastai.callback.schedule import SuggestionMethod
+from fastai.data.block import CategoryBlock, DataBlock
+from fastai.data.transforms import ColReader, ColSplitter
+from fastai.metrics import accuracy, error_rate
+from fastai.torch_core import set_seed
+from fastai.vision.augment import Resize, ResizeMethod
+from fastai.vision.core import imagenet_stats
+from fastai.vision.data import ImageBlock
+from fastai.vision.learner import create_body, vision_learner
+from fastai.learner import Learner
+from fastai.data.transforms import Normalize
+
+from .params import TrainParams
+
+ROOT = Path(".")
+NORMALIZE = imagenet_stats
+
+
+def seed_everything(seed: int) -> None:
+    """Same params, same data, same CPU: same numbers."""
+    set_seed(seed, reproducible=True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def dataloaders(manifest: pd.DataFrame, p: TrainParams, root: Path = ROOT):
+    """Train and valid rows of a manifest (path, label, split) as fastai DataLoaders."""
+    df = manifest[manifest["split"].isin(["train", "valid"])].reset_index(drop=True)
+    df = df.assign(is_valid=df["split"] == "valid")
+    block = DataBlock(
+        blocks=(ImageBlock, CategoryBlock(vocab=sorted(manifest["label"].unique()))),
+        get_x=ColReader("path", pref=f"{root.as_posix()}/"),
+        get_y=ColReader("label"),
+        splitter=ColSplitter("is_valid"),
+        item_tfms=Resize(p.img_size, method=ResizeMethod.Squish),
+        batch_tfms=[Normalize.from_stats(*NORMALIZE)],
+    )
+    return block.dataloaders(df, bs=p.batch_size, num_workers=0, shuffle=True, device=torch.device("cpu"))
+
+
+def build_learner(dls, p: TrainParams, work_dir: Path | None = None) -> Learner:
+    arch = getattr(torchvision.models, p.arch)
+    learn = vision_learner(dls, arch, pretrained=False, metrics=[error_rate, accuracy],
+                           path=work_dir or Path(tempfile.mkdtemp(prefix="bearid-")))
+    if p.pretrained is not False:
+        load_body_weights(learn, arch, p.pretrained)
+    return learn
+
+
+def load_body_weights(learn: Learner, arch: Callable, pretrained: bool | str) -> None:
+    """Pretrained body weights from a local file or the torchvision cache; never downloads."""
+    if pretrained is True:
+        weights = torchvision.models.get_model_weights(arch).DEFAULT
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        if not path.is_file():
+            raise FileNotFoundError(f"train.pretrained=true: {path} is not in the torchvision cache; "
+                                    "put the weights file there or set train.pretrained to a local file")
+    else:
+        path = Path(pretrained)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    model = arch(weights=None)
+    model.load_state_dict(state)
+    learn.model[0].load_state_dict(create_body(model, pretrained=False).state_dict())
+
+
+@dataclass
+class Schedule:
+    """What the two phases chose and recorded, for metrics and diagnosis."""
+    lr: float
+    lr_min: float = math.nan
+    lr_suggested: float = math.nan
+    lr_find: list[tuple[float, float]] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+
+
+def fit_lesson(learn: Learner, p: TrainParams, cbs: list | None = None) -> Schedule:
+    """The lesson's schedule; per-epoch rows of both phases go to `history`."""
+    sched = Schedule(lr=p.lr)
+    recorder = learn.recorder
+
+    def record(phase: str) -> None:
+        names = [n for n in recorder.metric_names if n not in ("epoch", "time")]
+        for values in recorder.values:
+            sched.history.append({"phase": phase, "epoch": len(sched.history),
+                                  **{n: float(v) for n, v in zip(names, values)}})
+
+    if p.freeze_epochs:
+        learn.freeze()
+        learn.fit_one_cycle(p.freeze_epochs, p.lr, cbs=cbs)
+        record("frozen")
+    learn.unfreeze()
+    with learn.no_logging():
+        suggested = learn.lr_find(num_it=p.lr_find_iters, show_plot=False,
+                                  suggest_funcs=(SuggestionMethod.Valley,)).valley
+    sched.lr_find = [(float(lr), float(loss)) for lr, loss in zip(recorder.lrs, recorder.losses)]
+    sched.lr_suggested = float(suggested)
+    sched.lr_min = min(sched.lr_suggested, p.lr / 10)
+    learn.fit_one_cycle(p.epochs, slice(sched.lr_min, p.lr / 10), cbs=cbs)
+    record("unfrozen")
+    return sched

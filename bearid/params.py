@@ -1,0 +1,257 @@
+"""Typed, validated views of params.yaml, one dataclass per section.
+
+Every stage reads exactly one or two sections through `load`; an unknown key, a
+wrong type or an out-of-range value fails at once, naming the key, so a typo in
+`dvc exp run -S` never trains for ten minutes on a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "squeezenet1_0",
+         "squeezenet1_1", "densenet121", "alexnet", "vgg11_bn", "vgg16_bn")
+
+
+class ParamsError(ValueError):
+    """A bad value in params.yaml; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DemoParams:
+    img_size: int = 32
+    per_class: int = 0  # 0: every digit image of the class
+    mislabeled: float = 0.08
+    out_of_place: float = 0.03
+    corrupt_per_kind: int = 2
+    duplicates: int = 5
+    seed: int = 0
+
+    def check(self, key: str) -> None:
+        _range(f"{key}.img_size", self.img_size, 8, 1024)
+        _range(f"{key}.per_class", self.per_class, 0, 10_000)
+        _range(f"{key}.mislabeled", self.mislabeled, 0.0, 0.5)
+        _range(f"{key}.out_of_place", self.out_of_place, 0.0, 0.5)
+        _range(f"{key}.corrupt_per_kind", self.corrupt_per_kind, 0, 100)
+        _range(f"{key}.duplicates", self.duplicates, 0, 1000)
+
+
+@dataclass(frozen=True)
+class FetchParams:
+    source: Literal["demo", "files", "ddg"] = "demo"
+    classes: list = field(default_factory=lambda: ["three", "five", "eight"])
+    query: str = "{cls}"
+    max_per_class: int = 200
+    files_dir: str = "urls"
+    demo: DemoParams = field(default_factory=DemoParams)
+
+    def check(self, key: str) -> None:
+        if not self.classes:
+            raise ParamsError(f"{key}.classes: empty; list at least two class names")
+        if len(set(self.classes)) != len(self.classes):
+            raise ParamsError(f"{key}.classes: duplicate names in {self.classes}")
+        for c in self.classes:
+            if not isinstance(c, str) or not c or "/" in c or c.startswith("."):
+                raise ParamsError(f"{key}.classes: {c!r} is not a usable folder name")
+        if len(self.classes) < 2:
+            raise ParamsError(f"{key}.classes: {self.classes} has one class; a classifier needs two or more")
+        if self.source == "demo":
+            bad = [c for c in self.classes if c not in DIGIT_NAMES]
+            if bad:
+                raise ParamsError(f"{key}.classes: {bad} are not demo classes; "
+                                  f"the demo source knows {list(DIGIT_NAMES)}")
+        if "{cls}" not in self.query:
+            raise ParamsError(f"{key}.query: {self.query!r} must contain '{{cls}}'")
+        _range(f"{key}.max_per_class", self.max_per_class, 1, 100_000)
+        self.demo.check(f"{key}.demo")
+
+
+@dataclass(frozen=True)
+class DownloadParams:
+    workers: int = 8
+    timeout: float = 10.0
+    max_bytes: int = 20_000_000
+
+    def check(self, key: str) -> None:
+        _range(f"{key}.workers", self.workers, 1, 256)
+        _range(f"{key}.timeout", self.timeout, 0.1, 600)
+        _range(f"{key}.max_bytes", self.max_bytes, 1, 10**10)
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    max_size: int = 64
+    workers: int = 2
+
+    def check(self, key: str) -> None:
+        _range(f"{key}.max_size", self.max_size, 8, 10_000)
+        _range(f"{key}.workers", self.workers, 1, 64)
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    valid_pct: float = 0.2
+    test_pct: float = 0.15
+    seed: int = 42
+
+    def check(self, key: str) -> None:
+        _range(f"{key}.valid_pct", self.valid_pct, 0.01, 0.98)
+        _range(f"{key}.test_pct", self.test_pct, 0.0, 0.98)
+        if self.valid_pct + self.test_pct >= 1:
+            raise ParamsError(f"{key}.valid_pct + {key}.test_pct = {self.valid_pct + self.test_pct:g}: "
+                              "must be below 1 to leave images to train on")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    arch: str = "resnet18"
+    pretrained: Union[bool, str] = False
+    img_size: int = 64
+    batch_size: int = 64
+    freeze_epochs: int = 1
+    epochs: int = 4
+    lr: float = 3e-3
+    lr_find_iters: int = 50
+    seed: int = 42
+
+    def check(self, key: str) -> None:
+        if self.arch not in ARCHS:
+            raise ParamsError(f"{key}.arch: unknown architecture {self.arch!r}; one of {list(ARCHS)}")
+        if isinstance(self.pretrained, str) and not Path(self.pretrained).is_file():
+            raise ParamsError(f"{key}.pretrained: weights file {self.pretrained!r} not found "
+                              "(use false, true for the torchvision cache, or a local file)")
+        _range(f"{key}.img_size", self.img_size, 16, 2048)
+        _range(f"{key}.batch_size", self.batch_size, 1, 4096)
+        _range(f"{key}.freeze_epochs", self.freeze_epochs, 0, 1000)
+        _range(f"{key}.epochs", self.epochs, 1, 1000)
+        if not self.lr > 0 or self.lr >= 100:
+            raise ParamsError(f"{key}.lr: {self.lr!r} must be > 0 and < 100")
+        _range(f"{key}.lr_find_iters", self.lr_find_iters, 5, 1000)
+
+
+@dataclass(frozen=True)
+class InterpretParams:
+    top_k: int = 16
+    min_confused: int = 1
+    batch_size: int = 128
+
+    def check(self, key: str) -> None:
+        _range(f"{key}.top_k", self.top_k, 1, 1000)
+        _range(f"{key}.min_confused", self.min_confused, 1, 10**6)
+        _range(f"{key}.batch_size", self.batch_size, 1, 4096)
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    decisions: str = "cleaning/decisions.csv"
+    min_prob: float = 0.9
+    max_fraction: float = 0.1
+
+    def check(self, key: str) -> None:
+        _range(f"{key}.min_prob", self.min_prob, 0.0, 1.0)
+        _range(f"{key}.max_fraction", self.max_fraction, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RetrainParams:
+    """Keys of `train` to change for the final model; the rest is inherited."""
+    overrides: dict = field(default_factory=dict)
+
+    def check(self, key: str) -> None:
+        names = {f.name for f in dataclasses.fields(TrainParams)}
+        unknown = sorted(set(self.overrides) - names)
+        if unknown:
+            raise ParamsError(f"{key}.overrides: unknown train keys {unknown}; allowed: {sorted(names)}")
+
+    def apply(self, train: TrainParams) -> TrainParams:
+        merged = {**dataclasses.asdict(train), **self.overrides}
+        return _build(TrainParams, merged, "retrain.overrides")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int = 128
+
+    def check(self, key: str) -> None:
+        _range(f"{key}.batch_size", self.batch_size, 1, 4096)
+
+
+SECTIONS: dict[str, type] = {
+    "fetch": FetchParams, "download": DownloadParams, "verify": VerifyParams,
+    "split": SplitParams, "train": TrainParams, "interpret": InterpretParams,
+    "clean": CleanParams, "retrain": RetrainParams, "evaluate": EvaluateParams,
+}
+
+
+def load(section: str, path: Path | str = PARAMS_FILE) -> Any:
+    """Read one section of params.yaml into its validated dataclass."""
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ParamsError(f"{path}: unknown sections {unknown}; allowed: {sorted(SECTIONS)}")
+    return parse(section, raw.get(section) or {})
+
+
+def parse(section: str, values: dict) -> Any:
+    """Validate a mapping as the given section (used by `load` and by tests)."""
+    return _build(SECTIONS[section], values, section)
+
+
+def _build(cls: type, values: Any, key: str) -> Any:
+    if not isinstance(values, dict):
+        raise ParamsError(f"{key}: expected a mapping of keys, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ParamsError(f"{key}: unknown keys {unknown}; allowed: {sorted(fields)}")
+    kwargs = {name: _coerce(hints[name], v, f"{key}.{name}") for name, v in values.items()}
+    obj = cls(**kwargs)
+    obj.check(key)
+    return obj
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value or {}, key)
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise ParamsError(f"{key}: {value!r} is not one of {list(get_args(hint))}")
+        return value
+    if origin is Union:  # bool | str
+        if isinstance(value, (bool, str)):
+            return value
+        raise ParamsError(f"{key}: {value!r} must be true, false or a file path")
+    if hint is bool and not isinstance(value, bool):
+        raise ParamsError(f"{key}: {value!r} must be true or false")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ParamsError(f"{key}: {value!r} must be an integer")
+    if hint is float:
+        if isinstance(value, str):  # PyYAML reads YAML 1.2 floats such as 1e-06 as strings
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{key}: {value!r} must be a number")
+        return float(value)
+    if hint is str and not isinstance(value, str):
+        raise ParamsError(f"{key}: {value!r} must be a string")
+    if hint in (list, dict) and not isinstance(value, hint):
+        raise ParamsError(f"{key}: {value!r} must be a {hint.__name__}")
+    return value
+
+
+def _range(key: str, value: float, lo: float, hi: float) -> None:
+    if not lo <= value <= hi:
+        raise ParamsError(f"{key}: {value!r} is out of range [{lo:g}, {hi:g}]")

@@ -1,0 +1,43 @@
+"""Assign each image to train, valid or test by a seeded hash of its name.
+
+An image's split depends only on the seed and its own (content-hash) name, so
+adding images never moves existing ones; per class the shares match
+valid_pct / test_pct in expectation, which is what stratification asks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .atomic import write_csv
+
+MANIFEST_FIELDS = ["path", "label", "split"]
+
+
+def unit_hash(name: str, seed: int) -> float:
+    """A number in [0, 1), uniform over names, fixed for a (name, seed) pair."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign(name: str, valid_pct: float, test_pct: float, seed: int) -> str:
+    u = unit_hash(name, seed)
+    return "test" if u < test_pct else "valid" if u < test_pct + valid_pct else "train"
+
+
+def make_manifest(image_dir: Path, classes: list[str], valid_pct: float, test_pct: float,
+                  seed: int, out: Path) -> list[dict]:
+    """One row per image under image_dir/<class>/, sorted, written as CSV."""
+    rows = []
+    for cls in classes:
+        for f in sorted((image_dir / cls).glob("*.jpg")):
+            rows.append({"path": f.as_posix(), "label": cls,
+                         "split": assign(f.stem, valid_pct, test_pct, seed)})
+    for cls in classes:
+        splits = {r["split"] for r in rows if r["label"] == cls}
+        if not {"train", "valid"} <= splits:
+            raise ValueError(f"split: class {cls!r} has no images in {sorted({'train', 'valid'} - splits)}; "
+                             "add images or change split.valid_pct / split.seed")
+    write_csv(out, rows, MANIFEST_FIELDS)
+    return rows

@@ -1,0 +1,79 @@
+"""A whole training run as the train and retrain stages do it: manifest in, model and records out.
+
+    out_dir/model.safetensors, model.json   the exported model
+    out_dir/live/                           DVCLive: metrics.json, per-epoch plots
+    out_dir/lr_find.csv, lr_find.png        the LR-finder curve, suggestion marked
+    out_dir/history.csv                     per-epoch rows of both phases
+    out_dir/diagnosis.json                  which of the lesson's failure modes the curves show
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+from dvclive import Live
+from dvclive.fastai import DVCLiveCallback
+from fastai.callback.progress import ProgressCallback
+
+from . import diagnosis
+from .atomic import write_csv, write_json
+from .export import save_model
+from .learner import NORMALIZE, Schedule, build_learner, dataloaders, fit_lesson, seed_everything
+from .params import TrainParams
+from .plots import save_lr_find_png
+from .progress import log
+
+
+class PhaseLogger(DVCLiveCallback):
+    """DVCLive's fastai callback, kept open across both phases; `Live.end` is ours to call."""
+
+    def after_fit(self) -> None:
+        pass
+
+
+def console_logger(stage: str):
+    """One line per epoch instead of fastai's progress bars when not on a terminal."""
+    def write(row: list) -> None:
+        epoch, *values, elapsed = row
+        text = " ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in values)
+        log(stage, f"epoch {epoch}: {text} ({elapsed})")
+    return write
+
+
+def train_run(manifest_csv: Path, p: TrainParams, out_dir: Path, stage: str) -> dict:
+    """Train on the manifest's train/valid rows; write model, metrics, plots and diagnosis."""
+    seed_everything(p.seed)
+    manifest = pd.read_csv(manifest_csv)
+    dls = dataloaders(manifest, p)
+    learn = build_learner(dls, p)
+    if not sys.stdout.isatty():
+        learn.remove_cb(ProgressCallback)
+        learn.logger = console_logger(stage)
+    log(stage, f"{len(dls.train_ds)} train / {len(dls.valid_ds)} valid images, "
+               f"classes {list(dls.vocab)}, {p.arch} at {p.img_size}px")
+
+    live = Live(str(out_dir / "live"), save_dvc_exp=False, dvcyaml=None, report=None)
+    start = time.perf_counter()
+    sched = fit_lesson(learn, p, cbs=[PhaseLogger(live=live)])
+    seconds = time.perf_counter() - start
+
+    verdict = diagnosis.diagnose(sched.history)
+    for key, value in {"lr": sched.lr, "lr_min": sched.lr_min, "lr_suggested": sched.lr_suggested}.items():
+        live.summary[key] = value
+    live.summary["diagnosis"] = verdict["verdict"]
+    live.end()
+
+    save_model(learn.model, list(dls.vocab), p, NORMALIZE, out_dir)
+    write_csv(out_dir / "history.csv", sched.history, list(sched.history[0]))
+    write_csv(out_dir / "lr_find.csv", ({"lr": lr, "loss": loss} for lr, loss in sched.lr_find),
+              ["lr", "loss"])
+    save_lr_find_png(sched, out_dir / "lr_find.png")
+    write_json(out_dir / "diagnosis.json", verdict)
+    last = sched.history[-1]
+    log(stage, f"done in {seconds:.0f}s: error_rate {last['error_rate']:.4f}, "
+               f"lr {sched.lr:g}, lr_min {sched.lr_min:.3g} (lr_find suggested {sched.lr_suggested:.3g})")
+    log(stage, f"diagnosis: {verdict['verdict']}: {verdict['advice']}")
+    return {"schedule": sched, "diagnosis": verdict}
