@@ -1,0 +1,11 @@
+"""clean: human decisions first, then the automatic policy; a cleaned manifest and a report."""
+
+from pathlib import Path
+
+from bearid import params
+from bearid.clean import clean_files
+
+fetch = params.load("fetch")
+p = params.load("clean")
+clean_files(Path("data/manifest.csv"), Path("data/interpret/candidates.csv"), Path(p.decisions),
+            fetch.classes, p.min_prob, p.max_fraction, Path("data/clean"))
