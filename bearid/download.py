@@ -55,7 +55,10 @@ def sniff_ext(head: bytes, url: str) -> str:
 
 @contextlib.contextmanager
 def open_url(url: str, timeout: float, session: requests.Session) -> Iterator[Iterator[bytes]]:
-    parts = urlparse(url)
+    try:
+        parts = urlparse(url)
+    except ValueError as e:
+        raise FetchError(f"invalid URL: {e}") from None
     if parts.scheme == "file":
         path = Path(unquote(parts.path if not parts.netloc else f"//{parts.netloc}{parts.path}"))
         try:
@@ -98,11 +101,11 @@ def fetch_one(url: str, cls: str, out_dir: Path, timeout: float, max_bytes: int,
                 f.write(chunk)
         if size == 0:
             raise FetchError("empty response")
-        name = digest.hexdigest()[:16] + sniff_ext(head, url)
-        final = class_dir / name
-        if final.exists():
+        final = class_dir / (digest.hexdigest()[:16] + sniff_ext(head, url))
+        try:
+            os.link(tmp, final)  # atomic: fails if another URL already gave this content
+        except FileExistsError:
             return Result(url, cls, "duplicate", "same content as another URL", size, final.as_posix())
-        os.replace(tmp, final)
         return Result(url, cls, "ok", "", size, final.as_posix())
     except FetchError as e:
         return Result(url, cls, "failed", str(e))

@@ -16,7 +16,7 @@ from typing import Callable
 import pandas as pd
 import torch
 import torchvision
-from fastai.callback.schedule import SuggestionMethod
+from fastai.callback.schedule import valley
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.transforms import ColReader, ColSplitter
 from fastai.metrics import accuracy, error_rate
@@ -84,6 +84,21 @@ def load_body_weights(learn: Learner, arch: Callable, pretrained: bool | str) ->
     learn.model[0].load_state_dict(create_body(model, pretrained=False).state_dict())
 
 
+def suggest_lr(curve: list[tuple[float, float]], num_it: int) -> float:
+    """fastai's valley suggestion on the curve trimmed as `lr_find` trims it.
+
+    A curve too short to have a valley (the loss diverged at once) suggests
+    its lowest learning rate rather than failing the run.
+    """
+    points = curve[num_it // 10: -5]
+    finite = next((i for i, (_, loss) in enumerate(points) if not math.isfinite(loss)), len(points))
+    points = points[:finite]
+    if len(points) < 2:
+        return curve[0][0] if curve else math.nan
+    lrs, losses = zip(*points)
+    return valley(list(lrs), list(losses), num_it)[0]
+
+
 @dataclass
 class Schedule:
     """What the two phases chose and recorded, for metrics and diagnosis."""
@@ -111,10 +126,9 @@ def fit_lesson(learn: Learner, p: TrainParams, cbs: list | None = None) -> Sched
         record("frozen")
     learn.unfreeze()
     with learn.no_logging():
-        suggested = learn.lr_find(num_it=p.lr_find_iters, show_plot=False,
-                                  suggest_funcs=(SuggestionMethod.Valley,)).valley
+        learn.lr_find(num_it=p.lr_find_iters, show_plot=False, suggest_funcs=None)
     sched.lr_find = [(float(lr), float(loss)) for lr, loss in zip(recorder.lrs, recorder.losses)]
-    sched.lr_suggested = float(suggested)
+    sched.lr_suggested = suggest_lr(sched.lr_find, p.lr_find_iters)
     sched.lr_min = min(sched.lr_suggested, p.lr / 10)
     learn.fit_one_cycle(p.epochs, slice(sched.lr_min, p.lr / 10), cbs=cbs)
     record("unfrozen")

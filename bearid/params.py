@@ -68,8 +68,13 @@ class FetchParams:
             if bad:
                 raise ParamsError(f"{key}.classes: {bad} are not demo classes; "
                                   f"the demo source knows {list(DIGIT_NAMES)}")
-        if "{cls}" not in self.query:
-            raise ParamsError(f"{key}.query: {self.query!r} must contain '{{cls}}'")
+        try:
+            filled = self.query.format(cls="\0")
+        except (KeyError, IndexError, ValueError):
+            filled = ""
+        if "\0" not in filled:
+            raise ParamsError(f"{key}.query: {self.query!r} must contain '{{cls}}' and no other "
+                              "placeholder, e.g. '{cls} bear'")
         _range(f"{key}.max_per_class", self.max_per_class, 1, 100_000)
         self.demo.check(f"{key}.demo")
 
@@ -134,7 +139,7 @@ class TrainParams:
         _range(f"{key}.epochs", self.epochs, 1, 1000)
         if not self.lr > 0 or self.lr >= 100:
             raise ParamsError(f"{key}.lr: {self.lr!r} must be > 0 and < 100")
-        _range(f"{key}.lr_find_iters", self.lr_find_iters, 5, 1000)
+        _range(f"{key}.lr_find_iters", self.lr_find_iters, 20, 1000)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .export import load_model
 
@@ -23,8 +23,8 @@ class Predictor:
         self.std = torch.tensor(self.meta["std"]).view(1, 3, 1, 1)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """Same as validation in training: RGB, squish-resize (bilinear), scale to [0, 1]."""
-        image = image.convert("RGB").resize((self.size, self.size), Image.BILINEAR)
+        """As verify + validation in training: EXIF orientation, RGB, squish-resize (bilinear)."""
+        image = (ImageOps.exif_transpose(image) or image).convert("RGB").resize((self.size, self.size), Image.BILINEAR)
         return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
 
     @torch.inference_mode()
@@ -41,6 +41,7 @@ class Predictor:
             images = []
             for p in paths[i:i + batch_size]:
                 with Image.open(p) as im:
-                    images.append(im.convert("RGB"))
+                    im.load()
+                    images.append(im)
             out.append(self.predict_images(images))
         return np.concatenate(out)

@@ -41,7 +41,11 @@ def from_files(p: FetchParams) -> dict[str, list[str]]:
             url = line.strip()
             if not url or url.startswith("#"):
                 continue
-            if urlparse(url).scheme not in SCHEMES:
+            try:
+                scheme = urlparse(url).scheme
+            except ValueError:
+                scheme = ""
+            if scheme not in SCHEMES:
                 log("fetch_urls", f"skipped {path}:{n}: {url!r} is not an http(s) or file URL")
                 continue
             urls[cls].append(url)

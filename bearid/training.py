@@ -34,12 +34,14 @@ class PhaseLogger(DVCLiveCallback):
         pass
 
 
-def console_logger(stage: str):
+def console_logger(learn, stage: str):
     """One line per epoch instead of fastai's progress bars when not on a terminal."""
     def write(row: list) -> None:
+        names = learn.recorder.metric_names[1:-1]
         epoch, *values, elapsed = row
-        text = " ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in values)
-        log(stage, f"epoch {epoch}: {text} ({elapsed})")
+        phase = "frozen" if learn.opt.frozen_idx else "unfrozen"
+        text = ", ".join(f"{n} {v:.4f}" for n, v in zip(names, values))
+        log(stage, f"{phase} epoch {epoch + 1}/{learn.n_epoch}: {text} ({elapsed})")
     return write
 
 
@@ -51,7 +53,7 @@ def train_run(manifest_csv: Path, p: TrainParams, out_dir: Path, stage: str) -> 
     learn = build_learner(dls, p)
     if not sys.stdout.isatty():
         learn.remove_cb(ProgressCallback)
-        learn.logger = console_logger(stage)
+        learn.logger = console_logger(learn, stage)
     log(stage, f"{len(dls.train_ds)} train / {len(dls.valid_ds)} valid images, "
                f"classes {list(dls.vocab)}, {p.arch} at {p.img_size}px")
 
@@ -60,7 +62,7 @@ def train_run(manifest_csv: Path, p: TrainParams, out_dir: Path, stage: str) -> 
     sched = fit_lesson(learn, p, cbs=[PhaseLogger(live=live)])
     seconds = time.perf_counter() - start
 
-    verdict = diagnosis.diagnose(sched.history)
+    verdict = diagnosis.diagnose(sched.history, n_valid=len(dls.valid_ds))
     for key, value in {"lr": sched.lr, "lr_min": sched.lr_min, "lr_suggested": sched.lr_suggested}.items():
         live.summary[key] = value
     live.summary["diagnosis"] = verdict["verdict"]

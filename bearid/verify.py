@@ -33,7 +33,7 @@ class Check:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any mode to RGB; transparency is flattened onto white, as a browser shows it."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image).convert("RGB")

@@ -158,6 +158,13 @@ def test_query_needs_placeholder():
     assert parse("fetch", {"query": "{cls} bear"}).query == "{cls} bear"
 
 
+@pytest.mark.parametrize("query", ["{cls} {size}", "{cls} {0}", "{cls}}"])
+def test_query_with_other_placeholders_is_named(query):
+    """from_ddg calls query.format(cls=...): anything else in braces crashes there, after validation."""
+    with pytest.raises(ParamsError, match=r"^fetch\.query: "):
+        parse("fetch", {"source": "ddg", "classes": ["a", "b"], "query": query})
+
+
 def test_nested_demo_range_is_named():
     with pytest.raises(ParamsError, match=r"^fetch\.demo\.mislabeled: 0\.9 is out of range"):
         parse("fetch", {"demo": {"mislabeled": 0.9}})

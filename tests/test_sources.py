@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bearid import sources
-from bearid.params import FetchParams
+from bearid.params import DemoParams, FetchParams
 from bearid.sources import SourceError
 
 
@@ -25,6 +25,13 @@ def test_files_source_reads_urls_skipping_blanks_comments_and_bad_lines(tmp_path
                     "black": []}
     out = capsys.readouterr().out
     assert f"{tmp_path / 'grizzly.txt'}:6" in out and f"{tmp_path / 'grizzly.txt'}:7" in out
+
+
+def test_files_source_skips_unparsable_url(tmp_path):
+    """A malformed line is skipped with a message like any other bad line, not a bare ValueError."""
+    (tmp_path / "grizzly.txt").write_text("http://[::1/broken.jpg\nhttps://a.example/1.jpg\n")
+    (tmp_path / "black.txt").write_text("")
+    assert sources.from_files(files_params(tmp_path))["grizzly"] == ["https://a.example/1.jpg"]
 
 
 def test_files_source_missing_class_file_names_the_path(tmp_path):
@@ -111,9 +118,8 @@ def test_fetch_ddg_goes_through_from_ddg(tmp_path, monkeypatch):
 
 def test_fetch_demo_writes_relative_file_urls(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    p = FetchParams(classes=["three", "five"], max_per_class=5)
     p = FetchParams(classes=["three", "five"], max_per_class=5,
-                    demo=type(p.demo)(img_size=8, per_class=6, corrupt_per_kind=1, duplicates=1))
+                    demo=DemoParams(img_size=8, per_class=6, corrupt_per_kind=1, duplicates=1))
     urls = sources.fetch(p, Path("urls"), Path("web"))
     assert all(len(lst) == 5 for lst in urls.values())
     assert all(u.startswith("file:web/") for lst in urls.values() for u in lst)

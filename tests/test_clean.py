@@ -1,0 +1,129 @@
+"""clean.py: human decisions first, then the capped automatic policy on train/valid only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bearid import clean
+from bearid.atomic import read_csv, write_csv
+from bearid.clean import DecisionsError
+
+CLASSES = ["grizzly", "black", "teddy"]
+
+
+def decisions_file(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "decisions.csv"
+    path.write_text("path,action,label\n" + "".join(line + "\n" for line in lines))
+    return path
+
+
+def test_missing_file_means_no_decisions(tmp_path):
+    assert clean.read_decisions(tmp_path / "none.csv", CLASSES) == {}
+
+
+def test_read_decisions(tmp_path):
+    path = decisions_file(tmp_path, ["a.jpg,keep,", "b.jpg, delete ,", "c.jpg,relabel,teddy"])
+    assert clean.read_decisions(path, CLASSES) == {
+        "a.jpg": {"action": "keep", "label": ""},
+        "b.jpg": {"action": "delete", "label": ""},
+        "c.jpg": {"action": "relabel", "label": "teddy"},
+    }
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("b.jpg,remove,", "unknown action 'remove'"),
+    ("b.jpg,relabel,panda", "relabel to unknown class 'panda'"),
+    ("b.jpg,relabel,", "relabel to unknown class ''"),
+    (",delete,", "empty path"),
+])
+def test_bad_line_is_named_by_file_and_line(tmp_path, bad, message):
+    path = decisions_file(tmp_path, ["a.jpg,keep,", bad])
+    with pytest.raises(DecisionsError) as e:
+        clean.read_decisions(path, CLASSES)
+    assert str(e.value).startswith(f"{path}:3: {message}")
+
+
+def row(name: str, label: str = "grizzly", split: str = "train") -> dict:
+    return {"path": f"img/{name}.jpg", "label": label, "split": split}
+
+
+def cand(name: str, label: str = "grizzly", predicted: str = "black", p: float = 0.99,
+         loss: float = 5.0, split: str = "train") -> dict:
+    """A candidate row as interpret writes it: every value a string."""
+    return {"path": f"img/{name}.jpg", "label": label, "predicted": predicted, "loss": f"{loss}",
+            "probability": f"{p}", "split": split}
+
+
+def test_human_decisions_are_applied():
+    manifest = [row("a"), row("b"), row("c"), row("d", split="test"), row("e", "teddy")]
+    decisions = {"img/a.jpg": {"action": "delete", "label": ""},
+                 "img/b.jpg": {"action": "relabel", "label": "black"},
+                 "img/c.jpg": {"action": "keep", "label": ""},
+                 "img/d.jpg": {"action": "relabel", "label": "teddy"},  # a human may fix test labels
+                 "img/e.jpg": {"action": "relabel", "label": "teddy"}}  # same label: nothing to do
+    cleaned, report = clean.clean(manifest, [], decisions, min_prob=0.9, max_fraction=0.5)
+    assert cleaned == [row("b", "black"), row("c"), row("d", "teddy", "test"), row("e", "teddy")]
+    assert [(r["path"], r["action"], r["new_label"], r["decided_by"]) for r in report] == [
+        ("img/a.jpg", "delete", "", "human"),
+        ("img/b.jpg", "relabel", "black", "human"),
+        ("img/d.jpg", "relabel", "teddy", "human"),
+    ]
+    assert all(set(r) == set(clean.REPORT_FIELDS) for r in report)
+
+
+def test_policy_respects_min_prob():
+    manifest = [row(str(i)) for i in range(10)]
+    candidates = [cand("0", p=0.95), cand("1", p=0.89), cand("2", predicted="grizzly", p=0.99)]
+    cleaned, report = clean.clean(manifest, candidates, {}, min_prob=0.9, max_fraction=1.0)
+    assert [r["path"] for r in report] == ["img/0.jpg"]
+    assert report[0]["decided_by"] == "policy" and "black" in report[0]["reason"]
+    assert len(cleaned) == 9 and "img/0.jpg" not in {r["path"] for r in cleaned}
+
+
+def test_policy_is_capped_at_max_fraction_highest_loss_first():
+    manifest = [row(str(i)) for i in range(20)] + [row(f"t{i}", split="test") for i in range(20)]
+    candidates = [cand(str(i), loss=10 - i) for i in range(8)]  # ranked, highest loss first
+    _, report = clean.clean(manifest, candidates, {}, min_prob=0.5, max_fraction=0.15)
+    assert [r["path"] for r in report] == ["img/0.jpg", "img/1.jpg", "img/2.jpg"]  # int(0.15 * 20)
+
+
+def test_policy_never_touches_test_rows():
+    manifest = [row("t", split="test"), row("v", split="valid")] + [row(str(i)) for i in range(8)]
+    candidates = [cand("t", split="test"), cand("v", split="valid")]
+    cleaned, report = clean.clean(manifest, candidates, {}, min_prob=0.5, max_fraction=1.0)
+    assert [r["path"] for r in report] == ["img/v.jpg"]
+    assert row("t", split="test") in cleaned
+
+
+def test_policy_skips_candidates_with_a_human_decision():
+    manifest = [row(str(i)) for i in range(10)]
+    decisions = {"img/0.jpg": {"action": "keep", "label": ""},
+                 "img/1.jpg": {"action": "relabel", "label": "black"}}
+    candidates = [cand("0"), cand("1"), cand("2")]
+    cleaned, report = clean.clean(manifest, candidates, decisions, min_prob=0.5, max_fraction=1.0)
+    assert [(r["path"], r["decided_by"]) for r in report] == [("img/1.jpg", "human"), ("img/2.jpg", "policy")]
+    assert row("0") in cleaned and row("1", "black") in cleaned
+
+
+def test_decision_for_unknown_path_is_a_warning(capsys):
+    manifest = [row("a"), row("b")]
+    decisions = {"img/gone.jpg": {"action": "delete", "label": ""}}
+    cleaned, report = clean.clean(manifest, [cand("gone")], decisions, min_prob=0.5, max_fraction=1.0)
+    assert cleaned == manifest and report == []
+    assert "warning: decision for img/gone.jpg" in capsys.readouterr().out
+
+
+def test_clean_files_writes_manifest_and_report(tmp_path):
+    manifest = [row(str(i)) for i in range(10)] + [row("x", "black", "valid")]
+    write_csv(tmp_path / "manifest.csv", manifest, ["path", "label", "split"])
+    write_csv(tmp_path / "candidates.csv", [cand("3"), cand("x", "black", "grizzly", split="valid")],
+              ["path", "label", "predicted", "loss", "probability", "split"])
+    decisions = decisions_file(tmp_path, ["img/1.jpg,relabel,teddy"])
+    report = clean.clean_files(tmp_path / "manifest.csv", tmp_path / "candidates.csv", decisions,
+                               CLASSES, 0.9, 0.2, tmp_path / "out")
+    assert read_csv(tmp_path / "out" / "report.csv") == report and len(report) == 3
+    cleaned = read_csv(tmp_path / "out" / "manifest.csv")
+    assert [r["path"] for r in cleaned] == [r["path"] for r in manifest if r["path"] not in ("img/3.jpg", "img/x.jpg")]
+    assert {"path": "img/1.jpg", "label": "teddy", "split": "train"} in cleaned

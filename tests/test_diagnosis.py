@@ -1,0 +1,63 @@
+"""diagnosis.py: each of the lesson's failure modes, from a synthetic per-epoch history."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bearid.diagnosis import ADVICE, Thresholds, diagnose
+
+
+def history(train: list[float], valid: list[float], err: list[float]) -> list[dict]:
+    assert len(train) == len(valid) == len(err)
+    return [{"phase": "unfrozen", "epoch": i, "train_loss": t, "valid_loss": v, "error_rate": e}
+            for i, (t, v, e) in enumerate(zip(train, valid, err))]
+
+
+CASES = {
+    "nan_valid_loss": (history([2.0, 5.0, math.nan], [1.5, 9.0, math.nan], [0.5, 0.6, 0.67]), "lr_too_high"),
+    "inf_train_loss": (history([2.0, math.inf], [1.5, 1.4], [0.5, 0.5]), "lr_too_high"),
+    "exploding_valid_loss": (history([1.0, 0.6, 0.9], [0.8, 0.5, 2.0], [0.4, 0.2, 0.5]), "lr_too_high"),
+    "lr_too_low": (history([1.20, 1.15, 1.10], [1.00, 0.98, 0.97], [0.60, 0.59, 0.58]), "lr_too_low"),
+    "too_many_epochs": (history([0.9, 0.4, 0.2, 0.1], [0.8, 0.5, 0.3, 0.45], [0.5, 0.2, 0.1, 0.15]),
+                        "too_many_epochs"),
+    "too_few_epochs": (history([2.0, 1.5, 1.2], [1.5, 1.0, 0.8], [0.6, 0.4, 0.3]), "too_few_epochs"),
+    "ok": (history([1.0, 0.5, 0.3], [0.8, 0.5, 0.35], [0.5, 0.2, 0.1]), "ok"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_verdicts(case):
+    hist, expected = CASES[case]
+    result = diagnose(hist)
+    assert result["verdict"] == expected
+    assert result["advice"] == ADVICE[expected]
+
+
+def test_evidence_and_thresholds_are_reported():
+    result = diagnose(CASES["too_many_epochs"][0])
+    ev = result["evidence"]
+    assert ev["epochs"] == 4 and ev["best_epoch"] == 2
+    assert (ev["first_error_rate"], ev["best_error_rate"], ev["final_error_rate"]) == (0.5, 0.1, 0.15)
+    assert (ev["final_train_loss"], ev["final_valid_loss"], ev["best_valid_loss"]) == (0.1, 0.45, 0.3)
+    assert result["thresholds"] == {"explode_ratio": 3.0, "min_improvement": 0.1,
+                                    "worsen_tolerance": 0.02, "underfit_ratio": 1.3}
+
+
+def test_small_worsening_within_tolerance_is_ok():
+    hist = history([1.0, 0.5, 0.3], [0.8, 0.5, 0.35], [0.5, 0.10, 0.11])
+    assert diagnose(hist)["verdict"] == "ok"
+    assert diagnose(hist, Thresholds(worsen_tolerance=0.005))["verdict"] == "too_many_epochs"
+
+
+def test_already_perfect_run_is_not_lr_too_low():
+    """Pretrained on easy classes (the lesson's bears), error can be 0 from the first epoch while
+    fastai's train loss (dropout, augmentation) stays above the valid loss: nothing to fix."""
+    hist = history([0.40, 0.20, 0.12], [0.05, 0.03, 0.02], [0.0, 0.0, 0.0])
+    assert diagnose(hist)["verdict"] != "lr_too_low"
+
+
+def test_empty_history_is_an_error():
+    with pytest.raises(ValueError, match="empty history"):
+        diagnose([])

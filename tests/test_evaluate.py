@@ -1,0 +1,83 @@
+"""evaluate.py: test-split scores and how well cleaning removed the injected faults (no model)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bearid import evaluate
+from bearid.atomic import write_csv
+from bearid.demo import TRUTH_FIELDS
+
+CLASSES = ["grizzly", "black", "teddy"]
+
+
+def test_scores():
+    labels = ["grizzly", "grizzly", "black", "black", "teddy"]
+    predicted = ["grizzly", "black", "black", "black", "grizzly"]
+    s = evaluate.scores(labels, predicted, CLASSES)
+    assert s["accuracy"] == pytest.approx(0.6) and s["error_rate"] == pytest.approx(0.4)
+    assert list(s["per_class"]) == CLASSES
+    assert s["per_class"]["grizzly"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert s["per_class"]["black"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
+    assert s["per_class"]["teddy"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+def test_scores_class_never_seen():
+    s = evaluate.scores(["grizzly", "black"], ["grizzly", "black"], CLASSES)
+    assert s["accuracy"] == 1.0 and s["error_rate"] == 0.0
+    assert s["per_class"]["teddy"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def stem(i: int) -> str:
+    return f"{i:016x}"
+
+
+def truth_row(i: int, fault: str, true_class: str) -> dict:
+    return {"url": f"file:web/{stem(i)}.png", "listed_class": "grizzly", "true_class": true_class,
+            "fault": fault, "sha256": stem(i) + "0" * 48}
+
+
+def mrow(i: int, label: str, split: str = "train") -> dict:
+    return {"path": f"data/images/{label}/{stem(i)}.jpg", "label": label, "split": split}
+
+
+def test_truth_by_stem(tmp_path):
+    rows = [truth_row(1, "none", "grizzly"), truth_row(2, "missing", "") | {"sha256": ""}]
+    write_csv(tmp_path / "gt.csv", rows, TRUTH_FIELDS)
+    truth = evaluate.truth_by_stem(tmp_path / "gt.csv")
+    assert list(truth) == [stem(1)] and truth[stem(1)]["true_class"] == "grizzly"
+
+
+def test_cleaning_scores():
+    truth = {stem(i): truth_row(i, fault, cls) for i, fault, cls in [
+        (1, "mislabeled", "black"), (2, "mislabeled", "teddy"), (3, "mislabeled", "black"),
+        (4, "out_of_place", ""), (5, "out_of_place", ""),
+        (6, "none", "grizzly"), (7, "none", "grizzly"), (8, "duplicate", "grizzly"),
+        (9, "mislabeled", "black"),  # in the test split: not counted
+    ]}
+    before = [mrow(i, "grizzly") for i in range(1, 9)] + [mrow(9, "grizzly", "test"), mrow(10, "grizzly")]
+    after = [
+        {**mrow(1, "grizzly"), "label": "black"},   # relabelled to its true class: fixed
+        {**mrow(2, "grizzly"), "label": "black"},   # relabelled to a wrong class: not fixed
+        # 3 removed: fixed
+        mrow(4, "grizzly"),                          # out of place, kept
+        # 5 removed
+        # 6 removed: a good image lost
+        mrow(7, "grizzly"),
+        # 8 removed: a good (duplicate) image lost
+        mrow(9, "grizzly", "test"), mrow(10, "grizzly"),
+    ]
+    s = evaluate.cleaning_scores(before, after, truth)
+    assert s["mislabeled_in_data"] == 3 and s["mislabeled_removed"] == pytest.approx(2 / 3)
+    assert s["out_of_place_in_data"] == 2 and s["out_of_place_removed"] == pytest.approx(1 / 2)
+    assert s["faults_removed"] == pytest.approx(3 / 5)
+    assert s["good_images_removed"] == 2
+
+
+def test_cleaning_scores_without_faults_is_nan():
+    truth = {stem(1): truth_row(1, "none", "grizzly")}
+    s = evaluate.cleaning_scores([mrow(1, "grizzly")], [mrow(1, "grizzly")], truth)
+    assert s["mislabeled_in_data"] == 0 and math.isnan(s["mislabeled_removed"])
+    assert math.isnan(s["faults_removed"]) and s["good_images_removed"] == 0
