@@ -128,6 +128,8 @@ def test_changing_lr_reruns_training_onward_only(repo: Path):
 def test_experiment_shows_up(repo: Path):
     run(["dvc", "exp", "run", "-n", "lr-high", "-S", "train.lr=0.02"], repo)
     exps = json.loads(run(["dvc", "exp", "show", "--json"], repo))
-    names = {e.get("name") for ws in exps for e in (ws.get("experiments") or [])
-             for e in [e["revs"][0]] if e.get("revs")}
-    assert "lr-high" in names, exps
+    found = {e["name"]: e["revs"][0]["data"] for ws in exps for e in ws.get("experiments") or []}
+    assert "lr-high" in found, exps
+    assert found["lr-high"]["params"]["params.yaml"]["data"]["train"]["lr"] == 0.02
+    live = found["lr-high"]["metrics"]["data/train/live/metrics.json"]["data"]
+    assert live["lr"] == 0.02 and 0 <= live["error_rate"] <= 1
