@@ -2,10 +2,16 @@
 
 from pathlib import Path
 
-from bearid import params
+from bearid import params, stage
 from bearid.clean import clean_files
 
-fetch = params.load("fetch")
-p = params.load("clean")
-clean_files(Path("data/manifest.csv"), Path("data/interpret/candidates.csv"), Path(p.decisions),
-            fetch.classes, p.min_prob, p.max_fraction, Path("data/clean"))
+
+def main() -> None:
+    fetch = params.load("fetch")
+    p = params.load("clean")
+    clean_files(Path("data/manifest.csv"), Path("data/interpret/candidates.csv"), Path(p.decisions),
+                fetch.classes, p.min_prob, p.max_fraction, Path("data/clean"))
+
+
+if __name__ == "__main__":
+    stage.run("clean", main)

@@ -2,20 +2,26 @@
 
 from pathlib import Path
 
-from bearid import params
+from bearid import params, stage
 from bearid.atomic import write_json
 from bearid.demo import GROUND_TRUTH
 from bearid.evaluate import evaluate
 from bearid.progress import log
 
-p = params.load("evaluate")
-m = evaluate({"before": Path("data/train"), "after": Path("data/retrain")}, Path("data/manifest.csv"),
-             Path("data/clean/manifest.csv"), Path("data/evaluate"), p.batch_size,
-             ground_truth_csv=Path("data/web") / GROUND_TRUTH)
-write_json("data/evaluate/metrics.json", m)
-log("evaluate", f"test error_rate before cleaning {m['before']['error_rate']:.4f}, "
-                f"after {m['after']['error_rate']:.4f} ({m['test_images']} images)")
-if "cleaning" in m:
-    log("evaluate", f"demo: cleaning removed {m['cleaning']['faults_removed']:.0%} of injected faults; "
-                    f"true-label accuracy {m['before']['true_label_accuracy']:.4f} -> "
-                    f"{m['after']['true_label_accuracy']:.4f}")
+
+def main() -> None:
+    p = params.load("evaluate")
+    m = evaluate({"before": Path("data/train"), "after": Path("data/retrain")}, Path("data/manifest.csv"),
+                 Path("data/clean/manifest.csv"), Path("data/evaluate"), p.batch_size,
+                 ground_truth_csv=Path("data/web") / GROUND_TRUTH)
+    write_json("data/evaluate/metrics.json", m)
+    log("evaluate", f"test error_rate before cleaning {m['before']['error_rate']:.4f}, "
+                    f"after {m['after']['error_rate']:.4f} ({m['test_images']} images)")
+    if "cleaning" in m:
+        log("evaluate", f"demo: cleaning removed {m['cleaning']['faults_removed']:.0%} of injected faults; "
+                        f"true-label accuracy {m['before']['true_label_accuracy']:.4f} -> "
+                        f"{m['after']['true_label_accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    stage.run("evaluate", main)

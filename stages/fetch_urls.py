@@ -2,7 +2,13 @@
 
 from pathlib import Path
 
-from bearid import params, sources
+from bearid import params, stage, sources
 
-p = params.load("fetch")
-sources.fetch(p, out_dir=Path("data/urls"), web_dir=Path("data/web"))
+
+def main() -> None:
+    p = params.load("fetch")
+    sources.fetch(p, out_dir=Path("data/urls"), web_dir=Path("data/web"))
+
+
+if __name__ == "__main__":
+    stage.run("fetch_urls", main)

@@ -2,8 +2,14 @@
 
 from pathlib import Path
 
-from bearid import params
+from bearid import params, stage
 from bearid.training import train_run
 
-p = params.load("retrain").apply(params.load("train"))
-train_run(Path("data/clean/manifest.csv"), p, Path("data/retrain"), "retrain")
+
+def main() -> None:
+    p = params.load("retrain").apply(params.load("train"))
+    train_run(Path("data/clean/manifest.csv"), p, Path("data/retrain"), "retrain")
+
+
+if __name__ == "__main__":
+    stage.run("retrain", main)

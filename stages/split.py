@@ -3,12 +3,18 @@
 from collections import Counter
 from pathlib import Path
 
-from bearid import params
+from bearid import params, stage
 from bearid.progress import log
 from bearid.split import make_manifest
 
-fetch = params.load("fetch")
-p = params.load("split")
-rows = make_manifest(Path("data/images"), fetch.classes, p.valid_pct, p.test_pct, p.seed,
-                     Path("data/manifest.csv"))
-log("split", ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["split"] for r in rows).items())))
+
+def main() -> None:
+    fetch = params.load("fetch")
+    p = params.load("split")
+    rows = make_manifest(Path("data/images"), fetch.classes, p.valid_pct, p.test_pct, p.seed,
+                         Path("data/manifest.csv"))
+    log("split", ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["split"] for r in rows).items())))
+
+
+if __name__ == "__main__":
+    stage.run("split", main)

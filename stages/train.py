@@ -2,7 +2,13 @@
 
 from pathlib import Path
 
-from bearid import params
+from bearid import params, stage
 from bearid.training import train_run
 
-train_run(Path("data/manifest.csv"), params.load("train"), Path("data/train"), "train")
+
+def main() -> None:
+    train_run(Path("data/manifest.csv"), params.load("train"), Path("data/train"), "train")
+
+
+if __name__ == "__main__":
+    stage.run("train", main)

@@ -3,13 +3,19 @@
 from collections import Counter
 from pathlib import Path
 
-from bearid import params
+from bearid import params, stage
 from bearid.progress import log
 from bearid.verify import verify_all
 
-p = params.load("verify")
-results = verify_all(Path("data/raw"), Path("data/images"), Path("data/verify.csv"),
-                     max_size=p.max_size, workers=p.workers)
-log("verify", ", ".join(f"{k} {v}" for k, v in sorted(Counter(r.status for r in results).items())))
-for reason, n in sorted(Counter(r.reason for r in results if r.status != "ok").items()):
-    log("verify", f"rejected {n}: {reason}")
+
+def main() -> None:
+    p = params.load("verify")
+    results = verify_all(Path("data/raw"), Path("data/images"), Path("data/verify.csv"),
+                         max_size=p.max_size, workers=p.workers)
+    log("verify", ", ".join(f"{k} {v}" for k, v in sorted(Counter(r.status for r in results).items())))
+    for reason, n in sorted(Counter(r.reason for r in results if r.status != "ok").items()):
+        log("verify", f"rejected {n}: {reason}")
+
+
+if __name__ == "__main__":
+    stage.run("verify", main)
