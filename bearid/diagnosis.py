@@ -15,7 +15,9 @@ the run, in this order:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+
+from .params import DiagnoseParams as Thresholds
 
 ADVICE = {
     "lr_too_high": "lower train.lr (try 10x smaller, or the LR finder's suggestion)",
@@ -24,14 +26,6 @@ ADVICE = {
     "too_few_epochs": "train for more epochs (raise train.epochs)",
     "ok": "nothing to change",
 }
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    explode_ratio: float = 3.0  # final valid loss / best valid loss
-    min_improvement: float = 0.1  # relative error-rate drop from first to best epoch
-    worsen_tolerance: float = 0.02  # absolute error-rate rise after the best epoch
-    underfit_ratio: float = 1.3  # final train loss / final valid loss
 
 
 def diagnose(history: list[dict], t: Thresholds = Thresholds(), n_valid: int | None = None) -> dict:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from fastai.vision.learner import create_vision_model
 from safetensors.torch import load_file, save
 
+from .archs import resolve
 from .atomic import atomic_write_bytes, write_json
 from .params import TrainParams
 
@@ -51,7 +51,7 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
 def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the network from its JSON and load its weights, in eval mode."""
     meta = read_meta(model_dir)
-    arch = getattr(torchvision.models, meta["arch"])
-    model = create_vision_model(arch, len(meta["classes"]), pretrained=False)
+    model = create_vision_model(resolve(meta["arch"]), len(meta["classes"]), pretrained=False,
+                                ps=meta["params"].get("ps", 0.5))
     model.load_state_dict(load_file(model_dir / WEIGHTS))
     return model.eval(), meta

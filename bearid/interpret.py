@@ -21,21 +21,22 @@ from safetensors.torch import load_file  # noqa: E402
 from .atomic import write_csv  # noqa: E402
 from .export import WEIGHTS, read_meta  # noqa: E402
 from .learner import build_learner, dataloaders  # noqa: E402
-from .params import TrainParams  # noqa: E402
+from . import params  # noqa: E402
 from .plots import save_figure  # noqa: E402
 
 CANDIDATE_FIELDS = ["path", "label", "predicted", "loss", "probability", "split"]
 
 
-def load_learner_for(model_dir: Path, manifest: pd.DataFrame, batch_size: int) -> Learner:
-    """A fastai Learner over the manifest with the exported weights (no pickle)."""
+def load_learner_for(model_dir: Path, manifest: pd.DataFrame, batch_size: int, work_dir: Path) -> Learner:
+    """A fastai Learner over the manifest with the exported weights (no pickle), on the CPU."""
     meta = read_meta(model_dir)
-    p = TrainParams(**{**meta["params"], "pretrained": False, "batch_size": batch_size})
+    p = params.parse("train", {**meta["params"], "pretrained": False, "batch_size": batch_size,
+                               "device": "cpu", "mixed_precision": False, "augment": False})
     dls = dataloaders(manifest, p)
     if list(dls.vocab) != meta["classes"]:
         raise ValueError(f"{model_dir}: model classes {meta['classes']} differ from the manifest's "
                          f"{list(dls.vocab)}")
-    learn = build_learner(dls, p)
+    learn = build_learner(dls, p, work_dir)
     learn.model.load_state_dict(load_file(model_dir / WEIGHTS))
     return learn
 
@@ -45,7 +46,7 @@ def interpret(model_dir: Path, manifest_csv: Path, out_dir: Path, top_k: int,
     """Write confusion (CSV + PNG), most-confused pairs, the top-loss grid and ranked candidates."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = pd.read_csv(manifest_csv)
-    learn = load_learner_for(model_dir, manifest, batch_size)
+    learn = load_learner_for(model_dir, manifest, batch_size, out_dir)
     vocab = list(learn.dls.vocab)
 
     valid = ClassificationInterpretation.from_learner(learn)

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,18 +15,20 @@ from typing import Callable
 import pandas as pd
 import torch
 import torchvision
-from fastai.callback.schedule import valley
+from fastai.callback.channelslast import ChannelsLast
+from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.schedule import SuggestionMethod
 from fastai.data.block import CategoryBlock, DataBlock
-from fastai.data.transforms import ColReader, ColSplitter
+from fastai.data.transforms import ColReader, ColSplitter, Normalize
+from fastai.learner import Learner
 from fastai.metrics import accuracy, error_rate
 from fastai.torch_core import set_seed
-from fastai.vision.augment import Resize, ResizeMethod
+from fastai.vision.augment import Resize, ResizeMethod, aug_transforms
 from fastai.vision.core import imagenet_stats
 from fastai.vision.data import ImageBlock
 from fastai.vision.learner import create_body, vision_learner
-from fastai.learner import Learner
-from fastai.data.transforms import Normalize
 
+from .archs import resolve
 from .params import TrainParams
 
 ROOT = Path(".")
@@ -40,27 +41,45 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but no CUDA device is available; use auto or cpu")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
 def dataloaders(manifest: pd.DataFrame, p: TrainParams, root: Path = ROOT):
     """Train and valid rows of a manifest (path, label, split) as fastai DataLoaders."""
     df = manifest[manifest["split"].isin(["train", "valid"])].reset_index(drop=True)
     df = df.assign(is_valid=df["split"] == "valid")
+    augment = aug_transforms(**p.aug) if p.augment else []
     block = DataBlock(
         blocks=(ImageBlock, CategoryBlock(vocab=sorted(manifest["label"].unique()))),
         get_x=ColReader("path", pref=f"{root.as_posix()}/"),
         get_y=ColReader("label"),
         splitter=ColSplitter("is_valid"),
         item_tfms=Resize(p.img_size, method=ResizeMethod.Squish),
-        batch_tfms=[Normalize.from_stats(*NORMALIZE)],
+        batch_tfms=[*augment, Normalize.from_stats(*NORMALIZE)],
     )
-    return block.dataloaders(df, bs=p.batch_size, num_workers=0, shuffle=True, device=torch.device("cpu"))
+    return block.dataloaders(df, bs=p.batch_size, num_workers=p.num_workers, shuffle=True,
+                             device=pick_device(p.device))
 
 
-def build_learner(dls, p: TrainParams, work_dir: Path | None = None) -> Learner:
-    arch = getattr(torchvision.models, p.arch)
+def build_learner(dls, p: TrainParams, work_dir: Path) -> Learner:
+    """vision_learner with our metrics; optional pretrained body, mixed precision, channels_last."""
+    arch = resolve(p.arch)
     learn = vision_learner(dls, arch, pretrained=False, metrics=[error_rate, accuracy],
-                           path=work_dir or Path(tempfile.mkdtemp(prefix="bearid-")))
+                           wd=p.wd, ps=p.ps, path=work_dir)
     if p.pretrained is not False:
         load_body_weights(learn, arch, p.pretrained)
+    cuda = dls.device.type == "cuda"
+    if p.mixed_precision is True and not cuda:
+        raise RuntimeError("train.mixed_precision=true needs a CUDA device; use auto or false on a CPU")
+    if p.mixed_precision is True or (p.mixed_precision == "auto" and cuda):
+        learn.add_cb(MixedPrecision())
+    if p.channels_last:
+        learn.add_cb(ChannelsLast())
     return learn
 
 
@@ -84,19 +103,20 @@ def load_body_weights(learn: Learner, arch: Callable, pretrained: bool | str) ->
     learn.model[0].load_state_dict(create_body(model, pretrained=False).state_dict())
 
 
-def suggest_lr(curve: list[tuple[float, float]], num_it: int) -> float:
-    """fastai's valley suggestion on the curve trimmed as `lr_find` trims it.
+def suggest_lr(curve: list[tuple[float, float]], num_it: int, method: str = "valley") -> float:
+    """fastai's suggestion (valley, steep, minimum or slide) on the curve trimmed as `lr_find` trims it.
 
-    A curve too short to have a valley (the loss diverged at once) suggests
-    its lowest learning rate rather than failing the run.
+    A curve too short to suggest anything (the loss diverged at once) gives its
+    lowest learning rate rather than failing the run.
     """
     points = curve[num_it // 10: -5]
     finite = next((i for i, (_, loss) in enumerate(points) if not math.isfinite(loss)), len(points))
     points = points[:finite]
     if len(points) < 2:
         return curve[0][0] if curve else math.nan
-    lrs, losses = zip(*points)
-    return valley(list(lrs), list(losses), num_it)[0]
+    lrs, losses = (torch.tensor(v) for v in zip(*points))
+    func = getattr(SuggestionMethod, method.capitalize())
+    return float(func(lrs, losses, num_it)[0])
 
 
 @dataclass
@@ -128,8 +148,8 @@ def fit_lesson(learn: Learner, p: TrainParams, cbs: list | None = None) -> Sched
     with learn.no_logging():
         learn.lr_find(num_it=p.lr_find_iters, show_plot=False, suggest_funcs=None)
     sched.lr_find = [(float(lr), float(loss)) for lr, loss in zip(recorder.lrs, recorder.losses)]
-    sched.lr_suggested = suggest_lr(sched.lr_find, p.lr_find_iters)
-    sched.lr_min = min(sched.lr_suggested, p.lr / 10)
+    sched.lr_suggested = suggest_lr(sched.lr_find, p.lr_find_iters, p.suggest)
+    sched.lr_min = min(sched.lr_suggested, p.lr / 10) if p.lr_min == "auto" else p.lr_min
     learn.fit_one_cycle(p.epochs, slice(sched.lr_min, p.lr / 10), cbs=cbs)
     record("unfrozen")
     return sched

@@ -17,8 +17,7 @@ import yaml
 
 PARAMS_FILE = Path("params.yaml")
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "squeezenet1_0",
-         "squeezenet1_1", "densenet121", "alexnet", "vgg11_bn", "vgg16_bn")
+SUGGESTIONS = ("valley", "steep", "minimum", "slide")
 
 
 class ParamsError(ValueError):
@@ -116,20 +115,48 @@ class SplitParams:
 
 
 @dataclass(frozen=True)
+class DiagnoseParams:
+    """Thresholds of the training diagnosis (see bearid/diagnosis.py)."""
+    explode_ratio: float = 3.0  # final valid loss / best valid loss
+    min_improvement: float = 0.1  # relative error-rate drop from first to best epoch
+    worsen_tolerance: float = 0.02  # absolute error-rate rise after the best epoch
+    underfit_ratio: float = 1.3  # final train loss / final valid loss
+
+    def check(self, key: str) -> None:
+        _range(f"{key}.explode_ratio", self.explode_ratio, 1.0, 1e6)
+        _range(f"{key}.min_improvement", self.min_improvement, 0.0, 1.0)
+        _range(f"{key}.worsen_tolerance", self.worsen_tolerance, 0.0, 1.0)
+        _range(f"{key}.underfit_ratio", self.underfit_ratio, 1.0, 1e6)
+
+
+@dataclass(frozen=True)
 class TrainParams:
     arch: str = "resnet18"
     pretrained: Union[bool, str] = False
     img_size: int = 64
-    batch_size: int = 64
+    batch_size: int = 16
     freeze_epochs: int = 1
-    epochs: int = 4
-    lr: float = 3e-3
+    epochs: int = 6
+    lr: float = 3e-3  # the lesson's fine-tuning rate; the demo trains from scratch at 1e-2 (params.yaml)
+    lr_min: Union[float, str] = "auto"
+    suggest: Literal["valley", "steep", "minimum", "slide"] = "valley"
     lr_find_iters: int = 50
+    wd: float = 0.01
+    ps: float = 0.5
+    augment: bool = False
+    aug: dict = field(default_factory=dict)
     seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: Union[bool, str] = "auto"
+    channels_last: bool = False
+    num_workers: int = 0
+    diagnose: DiagnoseParams = field(default_factory=DiagnoseParams)
 
     def check(self, key: str) -> None:
+        from .archs import ARCHS, AUG_KEYS  # torch-heavy: only stages that train pay for it
+
         if self.arch not in ARCHS:
-            raise ParamsError(f"{key}.arch: unknown architecture {self.arch!r}; one of {list(ARCHS)}")
+            raise ParamsError(f"{key}.arch: unknown architecture {self.arch!r}; one of {sorted(ARCHS)}")
         if isinstance(self.pretrained, str) and not Path(self.pretrained).is_file():
             raise ParamsError(f"{key}.pretrained: weights file {self.pretrained!r} not found "
                               "(use false, true for the torchvision cache, or a local file)")
@@ -139,7 +166,20 @@ class TrainParams:
         _range(f"{key}.epochs", self.epochs, 1, 1000)
         if not self.lr > 0 or self.lr >= 100:
             raise ParamsError(f"{key}.lr: {self.lr!r} must be > 0 and < 100")
+        if self.lr_min != "auto" and (isinstance(self.lr_min, str) or not 0 < self.lr_min < 100):
+            raise ParamsError(f"{key}.lr_min: {self.lr_min!r} must be 'auto' (the LR finder's "
+                              "suggestion) or a number > 0")
         _range(f"{key}.lr_find_iters", self.lr_find_iters, 20, 1000)
+        _range(f"{key}.wd", self.wd, 0.0, 10.0)
+        _range(f"{key}.ps", self.ps, 0.0, 0.99)
+        unknown = sorted(set(self.aug) - AUG_KEYS)
+        if unknown:
+            raise ParamsError(f"{key}.aug: unknown aug_transforms arguments {unknown}; "
+                              f"allowed: {sorted(AUG_KEYS)}")
+        if isinstance(self.mixed_precision, str) and self.mixed_precision != "auto":
+            raise ParamsError(f"{key}.mixed_precision: {self.mixed_precision!r} must be auto, true or false")
+        _range(f"{key}.num_workers", self.num_workers, 0, 64)
+        self.diagnose.check(f"{key}.diagnose")
 
 
 @dataclass(frozen=True)
@@ -233,10 +273,14 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if value not in get_args(hint):
             raise ParamsError(f"{key}: {value!r} is not one of {list(get_args(hint))}")
         return value
-    if origin is Union:  # bool | str
-        if isinstance(value, (bool, str)):
-            return value
-        raise ParamsError(f"{key}: {value!r} must be true, false or a file path")
+    if origin is Union:  # the first member type that accepts the value
+        for member in get_args(hint):
+            try:
+                return _coerce(member, value, key)
+            except ParamsError:
+                continue
+        names = " or ".join(getattr(m, "__name__", str(m)) for m in get_args(hint))
+        raise ParamsError(f"{key}: {value!r} must be {names}")
     if hint is bool and not isinstance(value, bool):
         raise ParamsError(f"{key}: {value!r} must be true or false")
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):

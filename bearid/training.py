@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,7 +51,12 @@ def train_run(manifest_csv: Path, p: TrainParams, out_dir: Path, stage: str) -> 
     seed_everything(p.seed)
     manifest = pd.read_csv(manifest_csv)
     dls = dataloaders(manifest, p)
-    learn = build_learner(dls, p)
+    with tempfile.TemporaryDirectory(prefix="bearid-") as work_dir:  # lr_find's scratch checkpoint
+        learn = build_learner(dls, p, Path(work_dir))
+        return _train(learn, dls, p, out_dir, stage)
+
+
+def _train(learn, dls, p: TrainParams, out_dir: Path, stage: str) -> dict:
     if not sys.stdout.isatty():
         learn.remove_cb(ProgressCallback)
         learn.logger = console_logger(learn, stage)
@@ -62,7 +68,7 @@ def train_run(manifest_csv: Path, p: TrainParams, out_dir: Path, stage: str) -> 
     sched = fit_lesson(learn, p, cbs=[PhaseLogger(live=live)])
     seconds = time.perf_counter() - start
 
-    verdict = diagnosis.diagnose(sched.history, n_valid=len(dls.valid_ds))
+    verdict = diagnosis.diagnose(sched.history, p.diagnose, n_valid=len(dls.valid_ds))
     for key, value in {"lr": sched.lr, "lr_min": sched.lr_min, "lr_suggested": sched.lr_suggested}.items():
         live.summary[key] = value
     live.summary["diagnosis"] = verdict["verdict"]

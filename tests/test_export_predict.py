@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -52,7 +53,7 @@ def test_meta(exported):
     assert meta["img_size"] == 32 and meta["resize"] == "squish"
     assert meta["mean"] == STATS[0] and meta["std"] == STATS[1]
     assert meta["weights_sha256"] == hashlib.sha256((out / WEIGHTS).read_bytes()).hexdigest()
-    assert meta["params"] == {**TrainParams().__dict__, "img_size": 32}
+    assert meta["params"] == {**dataclasses.asdict(TrainParams()), "img_size": 32}
     assert not list(out.glob(".*"))  # no temp files left
 
 
