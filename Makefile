@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run test clean-venv
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: setup browser run test clean-venv
 
 setup: $(VENV)/.installed
 
@@ -15,10 +17,17 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# Browser tests (review page, plots page) drive Debian's Chromium with Playwright.
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	@[ "$$(id -u)" = 0 ] || { echo "make: Chromium missing: run 'sudo apt-get install -y chromium' first" >&2; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 run: setup
 	dvc repro
 
-test: setup
+test: setup browser
 	python -m pytest
 
 clean-venv:
