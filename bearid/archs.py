@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Callable
 
-from fastai.vision.learner import model_meta
+from fastai.vision.learner import create_body, model_meta
+from torch import nn
 
 ARCHS: dict[str, Callable] = {f.__name__: f for f in model_meta}
 # aug_transforms arguments that make sense as params (plain numbers, flags, names)
 AUG_KEYS = frozenset({"mult", "do_flip", "flip_vert", "max_rotate", "min_zoom", "max_zoom",
                       "max_lighting", "max_warp", "p_affine", "p_lighting", "pad_mode", "min_scale"})
+
+
+def bare_model(arch: Callable) -> nn.Module:
+    """The full, randomly initialised network, built the way fastai builds it (no download)."""
+    return arch(weights=None) if "weights" in model_meta[arch] else arch(pretrained=False)
+
+
+def body(model: nn.Module, arch: Callable) -> nn.Sequential:
+    """The part of `model` that vision_learner keeps as its body (sharing its modules)."""
+    return create_body(model, pretrained=False, cut=model_meta[arch]["cut"])
 
 
 def resolve(name: str) -> Callable:

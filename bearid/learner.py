@@ -26,10 +26,10 @@ from fastai.torch_core import set_seed
 from fastai.vision.augment import Resize, ResizeMethod, aug_transforms
 from fastai.vision.core import imagenet_stats
 from fastai.vision.data import ImageBlock
-from fastai.vision.learner import create_body, vision_learner
+from fastai.vision.learner import vision_learner
 
-from .archs import resolve
-from .params import TrainParams
+from .archs import bare_model, body, resolve
+from .params import ParamsError, TrainParams
 
 ROOT = Path(".")
 NORMALIZE = imagenet_stats
@@ -43,7 +43,7 @@ def seed_everything(seed: int) -> None:
 
 def pick_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but no CUDA device is available; use auto or cpu")
+        raise ParamsError("train.device=cuda but no CUDA device is available; use auto or cpu")
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(choice)
@@ -75,7 +75,7 @@ def build_learner(dls, p: TrainParams, work_dir: Path) -> Learner:
         load_body_weights(learn, arch, p.pretrained)
     cuda = dls.device.type == "cuda"
     if p.mixed_precision is True and not cuda:
-        raise RuntimeError("train.mixed_precision=true needs a CUDA device; use auto or false on a CPU")
+        raise ParamsError("train.mixed_precision=true needs a CUDA device; use auto or false on a CPU")
     if p.mixed_precision is True or (p.mixed_precision == "auto" and cuda):
         learn.add_cb(MixedPrecision())
     if p.channels_last:
@@ -86,7 +86,11 @@ def build_learner(dls, p: TrainParams, work_dir: Path) -> Learner:
 def load_body_weights(learn: Learner, arch: Callable, pretrained: bool | str) -> None:
     """Pretrained body weights from a local file or the torchvision cache; never downloads."""
     if pretrained is True:
-        weights = torchvision.models.get_model_weights(arch).DEFAULT
+        try:
+            weights = torchvision.models.get_model_weights(arch).DEFAULT
+        except (KeyError, ValueError):
+            raise ParamsError(f"train.pretrained=true: {arch.__name__} has no torchvision weights; "
+                              "use a local weights file or false") from None
         path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         if not path.is_file():
             raise FileNotFoundError(f"train.pretrained=true: {path} is not in the torchvision cache; "
@@ -98,9 +102,13 @@ def load_body_weights(learn: Learner, arch: Callable, pretrained: bool | str) ->
         state = load_file(path)
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    model = arch(weights=None)
-    model.load_state_dict(state)
-    learn.model[0].load_state_dict(create_body(model, pretrained=False).state_dict())
+    model = bare_model(arch)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ParamsError(f"train.pretrained: {path} does not hold {arch.__name__} weights ({first})") from None
+    learn.model[0].load_state_dict(body(model, arch).state_dict())
 
 
 def suggest_lr(curve: list[tuple[float, float]], num_it: int, method: str = "valley") -> float:

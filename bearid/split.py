@@ -3,6 +3,8 @@
 An image's split depends only on the seed and its own (content-hash) name, so
 adding images never moves existing ones; per class the shares match
 valid_pct / test_pct in expectation, which is what stratification asks.
+Near-duplicates (verify's `group`) take the split of their group's first image,
+so that no copy of a training image sits in valid or test.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .atomic import write_csv
+from .atomic import read_csv, write_csv
 
 MANIFEST_FIELDS = ["path", "label", "split"]
 
@@ -26,14 +28,24 @@ def assign(name: str, valid_pct: float, test_pct: float, seed: int) -> str:
     return "test" if u < test_pct else "valid" if u < test_pct + valid_pct else "train"
 
 
+def near_duplicate_groups(verify_csv: Path) -> dict[str, str]:
+    """Image path -> the name its split is decided by: its group's first image, if grouped."""
+    if not verify_csv.is_file():
+        return {}
+    return {r["path"]: Path(r["group"]).stem for r in read_csv(verify_csv)
+            if r.get("group") and r.get("path")}
+
+
 def make_manifest(image_dir: Path, classes: list[str], valid_pct: float, test_pct: float,
-                  seed: int, out: Path) -> list[dict]:
+                  seed: int, out: Path, groups: dict[str, str] | None = None) -> list[dict]:
     """One row per image under image_dir/<class>/, sorted, written as CSV."""
+    groups = groups or {}
     rows = []
     for cls in classes:
         for f in sorted((image_dir / cls).glob("*.jpg")):
+            key = groups.get(f.as_posix(), f.stem)
             rows.append({"path": f.as_posix(), "label": cls,
-                         "split": assign(f.stem, valid_pct, test_pct, seed)})
+                         "split": assign(key, valid_pct, test_pct, seed)})
     for cls in classes:
         splits = {r["split"] for r in rows if r["label"] == cls}
         if not {"train", "valid"} <= splits:

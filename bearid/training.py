@@ -68,7 +68,8 @@ def _train(learn, dls, p: TrainParams, out_dir: Path, stage: str) -> dict:
     sched = fit_lesson(learn, p, cbs=[PhaseLogger(live=live)])
     seconds = time.perf_counter() - start
 
-    verdict = diagnosis.diagnose(sched.history, p.diagnose, n_valid=len(dls.valid_ds))
+    verdict = diagnosis.diagnose(sched.history, p.diagnose, n_valid=len(dls.valid_ds),
+                                  n_classes=len(dls.vocab))
     for key, value in {"lr": sched.lr, "lr_min": sched.lr_min, "lr_suggested": sched.lr_suggested}.items():
         live.summary[key] = value
     live.summary["diagnosis"] = verdict["verdict"]

@@ -5,14 +5,14 @@ from pathlib import Path
 
 from bearid import params, stage
 from bearid.progress import log
-from bearid.split import make_manifest
+from bearid.split import make_manifest, near_duplicate_groups
 
 
 def main() -> None:
     fetch = params.load("fetch")
     p = params.load("split")
     rows = make_manifest(Path("data/images"), fetch.classes, p.valid_pct, p.test_pct, p.seed,
-                         Path("data/manifest.csv"))
+                         Path("data/manifest.csv"), near_duplicate_groups(Path("data/verify.csv")))
     log("split", ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["split"] for r in rows).items())))
 
 

@@ -61,3 +61,21 @@ def test_already_perfect_run_is_not_lr_too_low():
 def test_empty_history_is_an_error():
     with pytest.raises(ValueError, match="empty history"):
         diagnose([])
+
+
+def test_valid_loss_far_above_chance_is_lr_too_high():
+    """lr=10 can leave a finite, flat valid loss of ~20 on two classes: confidently wrong,
+    far worse than guessing (ln 2), though never far above its own best."""
+    hist = history([2500.0, 2600.0], [22.0, 24.0], [0.5, 0.45])
+    assert diagnose(hist)["verdict"] != "lr_too_high"
+    result = diagnose(hist, n_classes=2)
+    assert result["verdict"] == "lr_too_high"
+    assert result["evidence"]["chance_loss"] == pytest.approx(math.log(2))
+
+
+def test_error_change_within_sampling_noise_is_lr_too_low():
+    """0.5 -> 0.4 on 40 valid images is within two standard errors (0.16): no real progress."""
+    hist = history([1.2, 1.15, 1.10], [0.78, 0.77, 0.76], [0.5, 0.45, 0.4])
+    assert diagnose(hist)["verdict"] != "lr_too_low"
+    assert diagnose(hist, n_valid=40)["verdict"] == "lr_too_low"
+    assert diagnose(hist, n_valid=4000)["verdict"] != "lr_too_low"

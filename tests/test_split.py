@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bearid import split
-from bearid.atomic import read_csv
+from bearid.atomic import read_csv, write_csv
 
 
 def names(n: int, start: int = 0) -> list[str]:
@@ -88,3 +88,23 @@ def test_empty_class_is_an_error(tmp_path):
     add_images(tmp_path / "images", "a", names(50))
     with pytest.raises(ValueError, match=r"class 'b' has no images in \['train', 'valid'\]"):
         manifest(tmp_path)
+
+
+def test_near_duplicates_share_their_group_leaders_split(tmp_path):
+    stems = names(200)
+    add_images(tmp_path / "images", "a", stems)
+    add_images(tmp_path / "images", "b", names(100, start=200))
+    leader = next(n for n in stems if split.assign(n, 0.2, 0.15, 42) == "test")
+    copies = [n for n in stems if split.assign(n, 0.2, 0.15, 42) == "train"][:5]
+    verify_csv = tmp_path / "verify.csv"
+    rows = [{"path": (tmp_path / "images" / "a" / f"{n}.jpg").as_posix(), "group": f"data/raw/a/{leader}.png"}
+            for n in [leader, *copies]]
+    rows.append({"path": (tmp_path / "images" / "a" / f"{stems[-1]}.jpg").as_posix(), "group": ""})
+    write_csv(verify_csv, rows, ["path", "group"])
+
+    groups = split.near_duplicate_groups(verify_csv)
+    assert len(groups) == 6
+    rows = split.make_manifest(tmp_path / "images", ["a", "b"], 0.2, 0.15, 42, tmp_path / "m.csv", groups)
+    by_stem = {Path(r["path"]).stem: r["split"] for r in rows}
+    assert {by_stem[n] for n in [leader, *copies]} == {"test"}
+    assert split.near_duplicate_groups(tmp_path / "absent.csv") == {}
