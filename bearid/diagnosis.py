@@ -5,9 +5,10 @@ the run, in this order:
 
     lr_too_high      a loss is not finite, or valid loss ends far above its best or far
                      above the loss of guessing uniformly (ln of the number of classes)
-    lr_too_low       error rate barely moved from a level worth improving (by less than
-                     a fraction of where it started and less than the valid set's
-                     sampling noise), and train loss stays above valid loss
+    lr_too_low       error rate barely moved (by less than a fraction of where it started
+                     and less than the valid set's sampling noise) from a level worth
+                     improving (above the tolerance and distinguishable from zero),
+                     and train loss stays above valid loss
     too_many_epochs  error rate got worse after its best by more than a tolerance
                      (and more than two standard errors of the valid set's error rate)
     too_few_epochs   train loss ends well above valid loss: still underfitting
@@ -64,7 +65,8 @@ def diagnose(history: list[dict], t: Thresholds = Thresholds(), n_valid: int | N
     }
     if not finite or valid[-1] > t.explode_ratio * min(best_valid, chance):
         verdict = "lr_too_high"
-    elif (best_err > t.worsen_tolerance and (err[0] - best_err) < max(t.min_improvement * err[0], noise(err[0]))
+    elif (best_err > max(t.worsen_tolerance, noise(best_err))  # an error rate worth improving
+          and err[0] - best_err < max(t.min_improvement * err[0], noise(err[0]))
           and train[-1] > valid[-1]):
         verdict = "lr_too_low"
     elif err[-1] - best_err > max(t.worsen_tolerance, noise(best_err)):

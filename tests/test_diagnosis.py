@@ -79,3 +79,9 @@ def test_error_change_within_sampling_noise_is_lr_too_low():
     assert diagnose(hist)["verdict"] != "lr_too_low"
     assert diagnose(hist, n_valid=40)["verdict"] == "lr_too_low"
     assert diagnose(hist, n_valid=4000)["verdict"] != "lr_too_low"
+
+
+def test_a_few_errors_on_a_small_valid_set_are_not_worth_improving():
+    """Fine-tuning a good body: 2 then 1 errors in 40 cannot show a slow learning rate."""
+    hist = history([0.30, 0.16], [0.10, 0.095], [0.05, 0.025])
+    assert diagnose(hist, n_valid=40)["verdict"] == "too_few_epochs"
