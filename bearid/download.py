@@ -1,36 +1,75 @@
-"""Fetch every URL to a file named by its content hash, with a report per URL.
+"""Fetch every URL to a file named by its content hash, with a report row per URL.
 
-http(s) and file URLs go through the same path: open a byte stream, copy it
-with a size cap into a temp file while hashing, rename it into place. Nothing
-here raises for a bad URL: each one ends as a report row.
+Real image-search URLs are hostile: dead links, HTML error pages sent as
+image/jpeg, servers that trickle or never stop, rate limits. So each URL is
+fetched exactly as given (query string kept: thumbnail URLs are nothing but a
+query), under a per-host concurrency cap, with connect / read timeouts and a total
+deadline, a byte cap checked while streaming, a sniff of the first bytes, and
+retries only where a retry can help (429, 5xx, connection errors). Nothing here
+raises for a bad URL: each one ends as a report row whose reason is one of
+`REASONS`.
+
+Reruns resume: every finished URL is appended to a journal beside the files, and a
+URL whose file is still there is not fetched again. Files are written to a temp
+name and hard-linked into place, so a killed run leaves no partial file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+import threading
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
-from urllib.parse import unquote, urlparse
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import requests
+import urllib3
 
-from .atomic import write_csv
-from .progress import track
+from .atomic import atomic_write_text, write_csv, write_json
+from .params import DownloadParams
+from .progress import log, track
+from .sources import url_problem
 
-REPORT_FIELDS = ["url", "cls", "status", "reason", "bytes", "path"]
-CHUNK = 1 << 16
-USER_AGENT = "bearid/0.1 (image dataset builder)"
+REPORT_FIELDS = ["url", "cls", "status", "reason", "detail", "bytes", "path"]
+JOURNAL = ".journal.jsonl"
+PART_PREFIX = ".part-"
+CHUNK = 1 << 18  # bytes per read: an image is a few reads, not dozens
+SNIFF_BYTES = 32
+USER_AGENT = "bearid/0.2 (image dataset builder; +https://github.com/fastai/course22 lesson 2)"
+REASONS = {
+    "ok": "downloaded",
+    "duplicate": "same bytes as another URL of the class; the report points at that file",
+    "invalid_url": "not a URL that can be fetched (no scheme or host, whitespace, bad port)",
+    "scheme_not_allowed": "not http(s), or file: while download.allow_file is false",
+    "file_not_found": "a file: URL whose file does not exist",
+    "file_unreadable": "a file: URL that cannot be read (a folder, no permission)",
+    "http_NNN": "the server answered with status NNN (e.g. http_404, http_503 after the retries)",
+    "timeout": "no connection, or no bytes, within download.connect_timeout / read_timeout",
+    "deadline": "not finished within download.deadline seconds (a trickling server)",
+    "connection_error": "refused, reset or DNS failure, after the retries",
+    "too_many_redirects": "more than download.max_redirects redirects (or a loop)",
+    "too_large": "more than download.max_bytes bytes: the transfer was stopped there",
+    "not_an_image": "the first bytes are no image format (e.g. an HTML page), whatever the Content-Type",
+    "empty": "a response with no bytes",
+}
 SIGNATURES = [(b"\xff\xd8\xff", ".jpg"), (b"\x89PNG\r\n\x1a\n", ".png"), (b"GIF87a", ".gif"),
-              (b"GIF89a", ".gif"), (b"BM", ".bmp"), (b"II*\0", ".tif"), (b"MM\0*", ".tif")]
+              (b"GIF89a", ".gif"), (b"BM", ".bmp"), (b"II*\0", ".tif"), (b"MM\0*", ".tif"),
+              (b"\0\0\1\0", ".ico")]
 
 
 class FetchError(Exception):
-    """A URL that gave no file; the message is the report's reason."""
+    """A URL that gave no file: `reason` from REASONS, `detail` for people."""
+
+    def __init__(self, reason: str, detail: str = "", retry: bool = False):
+        super().__init__(reason, detail)
+        self.reason, self.detail, self.retry = reason, detail, retry
 
 
 @dataclass
@@ -38,92 +77,334 @@ class Result:
     url: str
     cls: str
     status: str  # ok | duplicate | failed
-    reason: str = ""
+    reason: str = ""  # a key of REASONS (http_NNN with the status code)
+    detail: str = ""
     bytes: int = 0
     path: str = ""
 
 
-def sniff_ext(head: bytes, url: str) -> str:
-    """File extension from the first bytes, not from what the server claims."""
+def sniff_ext(head: bytes) -> str:
+    """Image file extension from the first bytes, or "" when they are no image format we decode."""
     for magic, ext in SIGNATURES:
         if head.startswith(magic):
             return ext
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return ".webp"
-    return ".bin"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        return ".avif"
+    return ""
 
 
-@contextlib.contextmanager
-def open_url(url: str, timeout: float, session: requests.Session) -> Iterator[Iterator[bytes]]:
-    try:
-        parts = urlparse(url)
-    except ValueError as e:
-        raise FetchError(f"invalid URL: {e}") from None
-    if parts.scheme == "file":
+def not_an_image(head: bytes, content_type: str) -> str:
+    """Raise not_an_image, saying what the bytes look like and what the server claimed."""
+    text = head.lstrip().lower()
+    kind = "an HTML page" if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) else \
+        "XML or SVG" if text.startswith((b"<?xml", b"<svg")) else f"bytes {head[:12]!r}"
+    raise FetchError("not_an_image", f"{kind} (Content-Type {content_type or 'none'})")
+
+
+@dataclass
+class Body:
+    """An open response: what the server says it is, and its bytes as they arrive."""
+    content_type: str
+    chunks: Iterator[bytes]
+
+
+@dataclass
+class Fetcher:
+    """Everything one download run shares between its threads."""
+    p: DownloadParams
+    out_dir: Path
+
+    def __post_init__(self) -> None:
+        self._slots: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(self.p.per_host))
+        self._slots_lock = threading.Lock()
+        self._session = self.new_session()
+        self._made: set[Path] = set()
+
+    def new_session(self) -> requests.Session:
+        """One session for all threads: a keep-alive pool of up to per_host connections per host.
+
+        Any thread reuses any idle connection to a host, so a host is connected to
+        at most per_host times (the slots cap the requests in flight at that), not
+        once per thread. urllib3's pools are thread-safe; nothing else of the
+        session changes after this.
+        """
+        s = requests.Session()
+        # identity: the bytes sniffed, hashed and capped are the file's own, never a gzip stream
+        s.headers.update({"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5", "Accept-Encoding": "identity"})
+        s.max_redirects = self.p.max_redirects
+        for scheme in ("http://", "https://"):
+            s.mount(scheme, requests.adapters.HTTPAdapter(pool_connections=256, pool_maxsize=self.p.per_host,
+                                                          max_retries=0))
+        return s
+
+    def session(self) -> requests.Session:
+        return self._session
+
+    def slot(self, host: str) -> threading.Semaphore:
+        with self._slots_lock:
+            return self._slots[host]
+
+    def fetch(self, url: str, cls: str) -> Result:
+        """Download one URL into out_dir/cls/<sha256[:16]><ext>, retrying what a retry can fix."""
+        problem = url_problem(url, ("http", "https", "file") if self.p.allow_file else ("http", "https"))
+        if problem:
+            reason = "scheme_not_allowed" if problem.startswith("scheme ") else "invalid_url"
+            if reason == "scheme_not_allowed" and url.startswith("file:"):
+                problem += " (set download.allow_file: true for local files)"
+            return Result(url, cls, "failed", reason, problem)
+        parts = urlsplit(url)
+        end = time.monotonic() + self.p.deadline
+        for attempt in range(self.p.retries + 1):
+            try:
+                if parts.scheme == "file":
+                    return self.store(url, cls, self.read_file(parts))
+                with self.slot(parts.hostname or ""):
+                    return self.store(url, cls, self.read_http(url, end))
+            except FetchError as e:
+                wait = self.p.backoff * 2 ** attempt
+                if not e.retry or attempt == self.p.retries or time.monotonic() + wait >= end:
+                    detail = f"{e.detail}; {attempt + 1} tries" if attempt else e.detail
+                    return Result(url, cls, "failed", e.reason, detail)
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    @contextlib.contextmanager
+    def read_file(parts: SplitResult) -> Iterator[Body]:
         path = Path(unquote(parts.path if not parts.netloc else f"//{parts.netloc}{parts.path}"))
         try:
             f: IO[bytes] = open(path, "rb")
         except FileNotFoundError:
-            raise FetchError("not found") from None
+            raise FetchError("file_not_found", str(path)) from None
         except OSError as e:
-            raise FetchError(f"unreadable: {e.strerror}") from None
+            raise FetchError("file_unreadable", f"{path}: {e.strerror}") from None
         with f:
-            yield iter(lambda: f.read(CHUNK), b"")
-    elif parts.scheme in ("http", "https"):
+            yield Body("", iter(lambda: f.read(CHUNK), b""))
+
+    @contextlib.contextmanager
+    def read_http(self, url: str, end: float) -> Iterator[Body]:
+        timeout = (self.p.connect_timeout, min(self.p.read_timeout, max(0.01, end - time.monotonic())))
         try:
-            r = session.get(url, stream=True, timeout=(timeout, timeout))
+            r = self.session().get(url, stream=True, timeout=timeout)
+        except requests.TooManyRedirects:
+            raise FetchError("too_many_redirects", f"more than {self.p.max_redirects}") from None
+        except (requests.ConnectTimeout, requests.ReadTimeout) as e:
+            raise FetchError("timeout", type(e).__name__) from None
+        except requests.exceptions.InvalidSchema as e:
+            raise FetchError("scheme_not_allowed", f"redirected: {e}") from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as e:
+            raise FetchError("invalid_url", str(e)[:200]) from None
         except requests.RequestException as e:
-            raise FetchError(f"connection failed: {type(e).__name__}") from None
+            raise FetchError("connection_error", type(e).__name__, retry=True) from None
         with r:
             if r.status_code != 200:
-                raise FetchError(f"http {r.status_code}")
-            yield r.iter_content(CHUNK)
-    else:
-        raise FetchError(f"unsupported URL scheme {parts.scheme!r}")
+                retry = r.status_code == 429 or r.status_code >= 500
+                raise FetchError(f"http_{r.status_code}", r.reason or "", retry=retry)
+            yield Body(r.headers.get("Content-Type", ""), self._body(r, end))
 
+    def _body(self, r: requests.Response, end: float) -> Iterator[bytes]:
+        """The response body as it arrives; each read waits at most until the deadline."""
+        raw = r.raw
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise FetchError("deadline", f"not finished after download.deadline={self.p.deadline:g} s")
+            sock = getattr(getattr(raw, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(min(self.p.read_timeout, left))
+            try:
+                chunk = raw.read1(CHUNK)
+            except urllib3.exceptions.ReadTimeoutError:
+                if end - time.monotonic() <= 0.05:
+                    raise FetchError("deadline", f"not finished after download.deadline={self.p.deadline:g} s") \
+                        from None
+                raise FetchError("timeout", f"no bytes for download.read_timeout={self.p.read_timeout:g} s") \
+                    from None
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                raise FetchError("connection_error", f"while reading: {type(e).__name__}", retry=True) from None
+            if not chunk:
+                return
+            yield chunk
 
-def fetch_one(url: str, cls: str, out_dir: Path, timeout: float, max_bytes: int,
-              session: requests.Session) -> Result:
-    """Download one URL into out_dir/cls/<sha256[:16]><ext>, atomically."""
-    class_dir = out_dir / cls
-    class_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=class_dir, prefix=".part-")
-    try:
-        digest, size, head = hashlib.sha256(), 0, b""
-        with os.fdopen(fd, "wb") as f, open_url(url, timeout, session) as chunks:
-            for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FetchError(f"larger than download.max_bytes={max_bytes}")
-                if len(head) < 16:
-                    head += chunk[:16]
-                digest.update(chunk)
-                f.write(chunk)
-        if size == 0:
-            raise FetchError("empty response")
-        final = class_dir / (digest.hexdigest()[:16] + sniff_ext(head, url))
+    def store(self, url: str, cls: str, source: contextlib.AbstractContextManager[Body]) -> Result:
+        """Stream into a temp file while hashing, capping and sniffing; link it into place."""
+        class_dir = self.out_dir / cls
+        if class_dir not in self._made:
+            class_dir.mkdir(parents=True, exist_ok=True)
+            self._made.add(class_dir)
+        fd, tmp = temp_file(class_dir)
         try:
-            os.link(tmp, final)  # atomic: fails if another URL already gave this content
-        except FileExistsError:
-            return Result(url, cls, "duplicate", "same content as another URL", size, final.as_posix())
-        return Result(url, cls, "ok", "", size, final.as_posix())
-    except FetchError as e:
-        return Result(url, cls, "failed", str(e))
-    except requests.RequestException as e:
-        return Result(url, cls, "failed", f"connection failed: {type(e).__name__}")
+            with source as body:
+                digest, size, head, ext = hashlib.sha256(), 0, b"", ""
+                for chunk in body.chunks:
+                    size += len(chunk)
+                    if size > self.p.max_bytes:
+                        raise FetchError("too_large", f"more than download.max_bytes={self.p.max_bytes}")
+                    if not ext:
+                        head += chunk[: SNIFF_BYTES - len(head)]
+                        if len(head) >= SNIFF_BYTES:
+                            ext = sniff_ext(head) or not_an_image(head, body.content_type)
+                    digest.update(chunk)
+                    write_all(fd, chunk)
+            if size == 0:
+                raise FetchError("empty", "no bytes")
+            if not ext:
+                ext = sniff_ext(head) or not_an_image(head, body.content_type)
+            final = class_dir / (digest.hexdigest()[:16] + ext)
+            try:  # atomic, and fails if another URL already gave these bytes
+                publish(fd, tmp, final)
+            except FileExistsError:
+                return Result(url, cls, "duplicate", "duplicate", "", size, final.as_posix())
+            return Result(url, cls, "ok", "ok", "", size, final.as_posix())
+        finally:
+            os.close(fd)
+            if tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (a write may take fewer)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def row(r: Result) -> dict:
+    """A Result as a dict in field order; dataclasses.asdict deep-copies, and costs more than a fetch."""
+    return dict(vars(r))
+
+
+def publish(fd: int, tmp: str, final: Path) -> None:
+    """Give the written file its final name; FileExistsError when that name is taken."""
+    if tmp:
+        os.link(tmp, final)
+        return
+    dir_fd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # linkat(AT_SYMLINK_FOLLOW) on the fd's /proc link: names a nameless file
+        os.link(f"/proc/self/fd/{fd}", final.name, dst_dir_fd=dir_fd)
+    except FileExistsError:
+        raise
+    except OSError:  # no /proc: copy to a named temp file instead
+        named = final.parent / f"{PART_PREFIX}{threading.get_ident()}-{time.monotonic_ns()}"
+        try:
+            with open(named, "wb") as out:
+                offset = 0
+                while chunk := os.pread(fd, CHUNK, offset):
+                    out.write(chunk)
+                    offset += len(chunk)
+            os.link(named, final)
+        finally:
+            named.unlink(missing_ok=True)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        os.close(dir_fd)
 
 
-def download_all(url_lists: dict[str, list[str]], out_dir: Path, report: Path,
-                 workers: int, timeout: float, max_bytes: int) -> list[Result]:
-    """Download every URL concurrently; write the per-URL report; return its rows."""
-    jobs = [(url, cls) for cls, urls in url_lists.items() for url in urls]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with requests.Session() as session, ThreadPoolExecutor(workers) as pool:
-        session.headers["User-Agent"] = USER_AGENT
-        futures = pool.map(lambda job: fetch_one(*job, out_dir, timeout, max_bytes, session), jobs)
-        results = list(track(futures, len(jobs), "download", "URLs"))
-    write_csv(report, (asdict(r) for r in results), REPORT_FIELDS)
+def temp_file(folder: Path) -> tuple[int, str]:
+    """An open file for writing in `folder`: nameless where Linux allows (a kill leaves nothing), else .part-*."""
+    with contextlib.suppress(AttributeError, OSError):
+        return os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o644), ""
+    tmp = folder / f"{PART_PREFIX}{threading.get_ident()}-{time.monotonic_ns()}"
+    return os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), str(tmp)
+
+
+def interleave(jobs: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+    """Round-robin over hosts, so that the per-host cap does not idle the other workers."""
+    by_host: dict[str, list] = defaultdict(list)
+    for job in jobs:
+        try:
+            host = urlsplit(job[1]).hostname or ""
+        except ValueError:
+            host = ""
+        by_host[host].append(job)
+    queues = list(by_host.values())
+    out = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out += [q[i] for q in queues if i < len(q)]
+    return out
+
+
+def read_journal(path: Path) -> dict[tuple[str, str], Result]:
+    """URLs a previous run finished (ok or duplicate) whose file is still there."""
+    done: dict[tuple[str, str], Result] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return done
+    for line in lines:
+        try:
+            r = Result(**json.loads(line))
+        except (ValueError, TypeError):
+            continue  # a line cut off by a kill
+        if r.status in ("ok", "duplicate") and Path(r.path).is_file():
+            done[(r.url, r.cls)] = r
+        else:
+            done.pop((r.url, r.cls), None)
+    return done
+
+
+def tidy(out_dir: Path, classes: list[str], keep: set[str]) -> None:
+    """Remove temp files of killed runs and files no current URL gave (the URL lists changed)."""
+    for d in out_dir.iterdir() if out_dir.is_dir() else []:
+        if not d.is_dir():
+            continue
+        for f in d.iterdir():
+            if f.is_file() and (f.name.startswith(PART_PREFIX) or d.name not in classes or f.as_posix() not in keep):
+                f.unlink()
+        if d.name not in classes and not any(d.iterdir()):
+            d.rmdir()
+
+
+def summary(results: list[Result]) -> dict:
+    """Counts per class, for `dvc metrics show`."""
+    out: dict = {}
+    for cls in dict.fromkeys(r.cls for r in results):
+        rows = [r for r in results if r.cls == cls]
+        counts = Counter(r.status for r in rows)
+        out[cls] = {"attempted": len(rows), "ok": counts["ok"], "duplicate": counts["duplicate"],
+                    "failed": counts["failed"],
+                    "failed_by_reason": dict(sorted(Counter(r.reason for r in rows if r.status == "failed").items()))}
+    return out
+
+
+def first_is_ok(results: list[Result]) -> list[Result]:
+    """Of URLs that gave the same file, the first in list order is `ok`, the others `duplicate`.
+
+    Threads finish in any order; the report should not depend on which won the race.
+    """
+    first: set[str] = set()
+    for r in results:
+        if r.status in ("ok", "duplicate"):
+            r.status = r.reason = "duplicate" if r.path in first else "ok"
+            first.add(r.path)
     return results
+
+
+def download_all(url_lists: dict[str, list[str]], out_dir: Path, report: Path, p: DownloadParams,
+                 metrics: Path | None = None) -> list[Result]:
+    """Download every URL concurrently, resuming a previous run; write the report (and metrics)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    journal_path = out_dir / JOURNAL
+    jobs = [(i, url, cls) for i, (cls, url) in enumerate((c, u) for c, us in url_lists.items() for u in us)]
+    previous = read_journal(journal_path)
+    results: list[Result | None] = [previous.get((url, cls)) for _, url, cls in jobs]
+    tidy(out_dir, list(url_lists), {r.path for r in results if r})
+    todo = interleave([job for job in jobs if results[job[0]] is None])
+    atomic_write_text(journal_path, "".join(json.dumps(row(r)) + "\n" for r in results if r))
+    if len(todo) < len(jobs):
+        log("download", f"{len(jobs) - len(todo)} URLs already downloaded by an earlier run")
+    fetcher = Fetcher(p, out_dir)
+    with open(journal_path, "a", encoding="utf-8") as journal, ThreadPoolExecutor(p.workers) as pool:
+        futures = {pool.submit(fetcher.fetch, url, cls): i for i, url, cls in todo}
+        for fut in track(as_completed(futures), len(futures), "download", "URLs"):
+            r = results[futures[fut]] = fut.result()
+            journal.write(json.dumps(row(r)) + "\n")
+            journal.flush()  # a killed run keeps what it finished
+    done = first_is_ok([r for r in results if r is not None])
+    atomic_write_text(journal_path, "".join(json.dumps(row(r)) + "\n" for r in done))  # in list order
+    write_csv(report, (row(r) for r in done), REPORT_FIELDS)
+    if metrics is not None:
+        write_json(metrics, summary(done))
+    return done
