@@ -6,7 +6,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup browser run test clean-venv
+.PHONY: setup browser run test review clean-venv
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ run: setup
 
 test: setup browser
 	python -m pytest
+
+# Review the cleaning candidates in the browser (http://127.0.0.1:8001/), then `dvc repro`.
+review: setup
+	$(BIN)/bearid review
 
 clean-venv:
 	rm -rf $(VENV)

@@ -13,6 +13,7 @@ COMMANDS = {
     "sgd-demo": ("bearid.sgd", "fit a line with gradient descent, the lesson's look under the hood"),
     "predict": ("bearid.predict_cli", "classify image files with an exported model"),
     "serve": ("bearid.serve", "serve an exported model with the Starlette web app"),
+    "review": ("bearid.review", "review cleaning candidates in the browser; decisions go to the decisions file"),
 }
 
 

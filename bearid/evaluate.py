@@ -3,7 +3,8 @@
 Both models are scored on the same images: the test split of the cleaned
 manifest (the policy never touches test images; a human may fix their labels).
 On the demo, the ground truth of the injected faults also tells how many of
-them cleaning removed and how accurate each model is on the true labels.
+them cleaning removed, how accurate each model is on the true labels, and how
+well each ranking method (in-sample and out-of-sample) puts the faults first.
 """
 
 from __future__ import annotations
@@ -56,8 +57,51 @@ def cleaning_scores(before: list[dict], after: list[dict], truth: dict[str, dict
     return out
 
 
+def ranking_scores(rankings: list[dict], truth: dict[str, dict]) -> dict:
+    """How well each ranking (interpret's rankings.csv) finds the injected faults in train/valid.
+
+    N is the number of injected mislabeled plus out-of-place images. Per ranking:
+    precision of its top N (either fault counts), recall of each fault kind in
+    the top N, the share of mislabeled images in its top n_mislabeled (there
+    precision equals recall), the same at its operating point (every flagged image), and, for
+    the out-of-place score alone, recall in its top n_out_of_place and at its threshold.
+    """
+    if not rankings:
+        return {}
+    fault = np.array([truth.get(Path(r["path"]).stem, {}).get("fault", "") for r in rankings])
+    mis, oop = fault == "mislabeled", fault == "out_of_place"
+    bad = mis | oop
+    n = int(bad.sum())
+    out: dict = {"n_mislabeled": int(mis.sum()), "n_out_of_place": int(oop.sum())}
+
+    def share(hit: np.ndarray, of: np.ndarray) -> float:
+        return float((hit & of).sum() / of.sum()) if of.sum() else float("nan")
+
+    for name in sorted(k[:-len("_order")] for k in rankings[0] if k.endswith("_order")):
+        order = np.array([int(r[f"{name}_order"]) for r in rankings])
+        reason = np.array([r[f"{name}_reason"] for r in rankings])
+        top, flagged = order < n, reason != ""
+        source = "out_of_sample" if name.endswith("out_of_sample") else "in_sample"
+        ood = np.array([float(r[f"ood_{source}"]) for r in rankings])
+        top_ood = np.zeros(len(ood), dtype=bool)
+        top_ood[np.argsort(-ood, kind="stable")[:int(oop.sum())]] = True
+        out[name] = {
+            "precision_at_n": share(bad, top),
+            "mislabeled_precision_at_n_mislabeled": share(mis, order < int(mis.sum())),
+            "mislabeled_recall_at_n": share(top, mis),
+            "out_of_place_recall_at_n": share(top, oop),
+            "flagged": int(flagged.sum()),
+            "flagged_precision": share(bad, flagged),
+            "flagged_mislabeled_recall": share(flagged, mis),
+            "flagged_out_of_place_recall": share(flagged, oop),
+            "ood_recall_at_n_out_of_place": share(top_ood, oop),
+            "ood_flagged_out_of_place_recall": share(reason == "likely_out_of_place", oop),
+        }
+    return out
+
+
 def evaluate(models: dict[str, Path], manifest_csv: Path, cleaned_csv: Path, out_dir: Path,
-             batch_size: int, ground_truth_csv: Path | None = None) -> dict:
+             batch_size: int, ground_truth_csv: Path | None = None, rankings_csv: Path | None = None) -> dict:
     test = [r for r in read_csv(cleaned_csv) if r["split"] == "test"]
     if not test:
         raise ValueError(f"{cleaned_csv}: no test images; raise split.test_pct")
@@ -78,6 +122,8 @@ def evaluate(models: dict[str, Path], manifest_csv: Path, cleaned_csv: Path, out
             m["true_label_accuracy"] = float(np.mean([t == p for t, p in known])) if known else float("nan")
     if truth is not None:
         metrics["cleaning"] = cleaning_scores(read_csv(manifest_csv), read_csv(cleaned_csv), truth)
+        if rankings_csv is not None and rankings_csv.exists():
+            metrics["ranking"] = ranking_scores(read_csv(rankings_csv), truth)
     last = list(models)[-1]
     write_csv(out_dir / "confusion.csv", ({"actual": r["label"], "predicted": p}
                                           for r, p in zip(test, predictions[last])), ["actual", "predicted"])

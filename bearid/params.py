@@ -50,6 +50,8 @@ class FetchParams:
     query: str = "{cls}"
     max_per_class: int = 200
     files_dir: str = "urls"
+    search_retries: int = 4  # ddg: tries per query on rate-limit / timeout errors
+    search_backoff: float = 2.0  # ddg: first wait in seconds, doubled per retry, capped at 60
     demo: DemoParams = field(default_factory=DemoParams)
 
     def check(self, key: str) -> None:
@@ -75,29 +77,52 @@ class FetchParams:
             raise ParamsError(f"{key}.query: {self.query!r} must contain '{{cls}}' and no other "
                               "placeholder, e.g. '{cls} bear'")
         _range(f"{key}.max_per_class", self.max_per_class, 1, 100_000)
+        _range(f"{key}.search_retries", self.search_retries, 1, 20)
+        _range(f"{key}.search_backoff", self.search_backoff, 0.0, 60.0)
         self.demo.check(f"{key}.demo")
 
 
 @dataclass(frozen=True)
 class DownloadParams:
-    workers: int = 8
-    timeout: float = 10.0
+    workers: int = 64  # threads: downloading waits on the network, not the CPU; per_host caps each host
+    per_host: int = 8  # at most this many requests to one host at a time
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0  # longest silence while reading
+    deadline: float = 15.0  # total seconds per URL, retries included: trickling servers are cut off
+    retries: int = 2  # extra tries after a 429 / 5xx / connection error
+    backoff: float = 0.5  # first wait in seconds before a retry, doubled per retry
     max_bytes: int = 20_000_000
+    max_redirects: int = 5
+    allow_file: bool = True  # accept file: URLs (the demo and local `files` lists)
 
     def check(self, key: str) -> None:
         _range(f"{key}.workers", self.workers, 1, 256)
-        _range(f"{key}.timeout", self.timeout, 0.1, 600)
+        _range(f"{key}.per_host", self.per_host, 1, 256)
+        _range(f"{key}.connect_timeout", self.connect_timeout, 0.1, 600)
+        _range(f"{key}.read_timeout", self.read_timeout, 0.1, 600)
+        _range(f"{key}.deadline", self.deadline, 0.1, 3600)
+        _range(f"{key}.retries", self.retries, 0, 10)
+        _range(f"{key}.backoff", self.backoff, 0.0, 60)
         _range(f"{key}.max_bytes", self.max_bytes, 1, 10**10)
+        _range(f"{key}.max_redirects", self.max_redirects, 0, 30)
 
 
 @dataclass(frozen=True)
 class VerifyParams:
     max_size: int = 64
     workers: int = 2
+    min_size: int = 16  # reject images whose shorter side is below this
+    max_pixels: int = 50_000_000  # larger images are rejected as decompression bombs
+    animated: Literal["first", "reject"] = "first"
+    near_dup_distance: int = 3  # pHash bits that may differ between near-duplicates (demo digits: >= 4)
+    resample: Literal["bilinear", "bicubic", "lanczos"] = "bilinear"  # Pillow's antialiased downscaling filter
 
     def check(self, key: str) -> None:
         _range(f"{key}.max_size", self.max_size, 8, 10_000)
         _range(f"{key}.workers", self.workers, 1, 64)
+        _range(f"{key}.min_size", self.min_size, 1, 10_000)
+        _range(f"{key}.max_pixels", self.max_pixels, 64, 10**10)
+        _range(f"{key}.near_dup_distance", self.near_dup_distance, 0, 32)
 
 
 @dataclass(frozen=True)
@@ -183,25 +208,62 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class CrossvalParams:
+    """K-fold training for out-of-sample probabilities (bearid/crossval.py)."""
+    folds: int = 3
+    epochs: int = 4
+    lr: float = 1e-2
+    img_size: int = 32  # the folds only rank images: smaller than train.img_size keeps K trainings cheap
+
+    def check(self, key: str) -> None:
+        _range(f"{key}.folds", self.folds, 2, 20)
+        _range(f"{key}.img_size", self.img_size, 16, 2048)
+        _range(f"{key}.epochs", self.epochs, 1, 1000)
+        if not 0 < self.lr < 100:
+            raise ParamsError(f"{key}.lr: {self.lr!r} must be > 0 and < 100")
+
+
+@dataclass(frozen=True)
 class InterpretParams:
     top_k: int = 16
     min_confused: int = 1
     batch_size: int = 128
+    method: Literal["top_losses", "confident_learning"] = "confident_learning"
+    probabilities: Literal["out_of_sample", "in_sample"] = "out_of_sample"
+    filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
+                       "predicted_neq_given", "low_normalized_margin", "low_self_confidence"] = "prune_by_noise_rate"
+    rank_by: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"] = "self_confidence"
+    ood_method: Literal["entropy", "least_confidence", "cleanlab"] = "entropy"
+    ood_threshold: float = 0.8
 
     def check(self, key: str) -> None:
         _range(f"{key}.top_k", self.top_k, 1, 1000)
         _range(f"{key}.min_confused", self.min_confused, 1, 10**6)
         _range(f"{key}.batch_size", self.batch_size, 1, 4096)
+        _range(f"{key}.ood_threshold", self.ood_threshold, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class MinScore:
+    """The policy's score thresholds: one per ranking method, one for the out-of-place score."""
+    top_losses: float = 2.3  # cross-entropy: the given label has p < 0.1
+    confident_learning: float = 0.5  # 1 - label quality
+    out_of_place: float = 0.8
+
+    def check(self, key: str) -> None:
+        _range(f"{key}.top_losses", self.top_losses, 0.0, 1e3)
+        _range(f"{key}.confident_learning", self.confident_learning, 0.0, 1.0)
+        _range(f"{key}.out_of_place", self.out_of_place, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
 class CleanParams:
     decisions: str = "cleaning/decisions.csv"
-    min_prob: float = 0.9
-    max_fraction: float = 0.1
+    min_score: MinScore = field(default_factory=MinScore)
+    max_fraction: float = 0.1  # of each class's train+valid images
 
     def check(self, key: str) -> None:
-        _range(f"{key}.min_prob", self.min_prob, 0.0, 1.0)
+        self.min_score.check(f"{key}.min_score")
         _range(f"{key}.max_fraction", self.max_fraction, 0.0, 1.0)
 
 
@@ -231,7 +293,7 @@ class EvaluateParams:
 
 SECTIONS: dict[str, type] = {
     "fetch": FetchParams, "download": DownloadParams, "verify": VerifyParams,
-    "split": SplitParams, "train": TrainParams, "interpret": InterpretParams,
+    "split": SplitParams, "train": TrainParams, "crossval": CrossvalParams, "interpret": InterpretParams,
     "clean": CleanParams, "retrain": RetrainParams, "evaluate": EvaluateParams,
 }
 

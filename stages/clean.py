@@ -10,7 +10,7 @@ def main() -> None:
     fetch = params.load("fetch")
     p = params.load("clean")
     clean_files(Path("data/manifest.csv"), Path("data/interpret/candidates.csv"), Path(p.decisions),
-                fetch.classes, p.min_prob, p.max_fraction, Path("data/clean"))
+                fetch.classes, p.min_score, p.max_fraction, Path("data/clean"))
 
 
 if __name__ == "__main__":

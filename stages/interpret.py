@@ -1,4 +1,4 @@
-"""interpret: confusion matrix, most-confused pairs, top losses and ranked cleaning candidates."""
+"""interpret: confusion matrix, most-confused pairs, per-class scores, top losses and ranked cleaning candidates."""
 
 from pathlib import Path
 
@@ -9,10 +9,12 @@ from bearid.progress import log
 
 def main() -> None:
     p = params.load("interpret")
-    result = interpret(Path("data/train"), Path("data/manifest.csv"), Path("data/interpret"),
-                       top_k=p.top_k, min_confused=p.min_confused, batch_size=p.batch_size)
+    result = interpret(Path("data/train"), Path("data/manifest.csv"), Path("data/crossval/probs.csv"),
+                       Path("data/interpret"), p)
     for pair in result["most_confused"][:5]:
         log("interpret", f"most confused: {pair['actual']} taken for {pair['predicted']} x{pair['count']}")
+    log("interpret", f"{p.method} on {p.probabilities} probabilities: of {result['n_ranked']} images, "
+                     + ", ".join(f"{n} {reason}" for reason, n in result["flagged"].items()))
 
 
 if __name__ == "__main__":

@@ -81,3 +81,38 @@ def test_cleaning_scores_without_faults_is_nan():
     s = evaluate.cleaning_scores([mrow(1, "grizzly")], [mrow(1, "grizzly")], truth)
     assert s["mislabeled_in_data"] == 0 and math.isnan(s["mislabeled_removed"])
     assert math.isnan(s["faults_removed"]) and s["good_images_removed"] == 0
+
+
+def rank_row(i: int, order: dict[str, int], reason: dict[str, str], ood: float) -> dict:
+    row = {"path": f"data/images/grizzly/{stem(i)}.jpg", "label": "grizzly", "split": "train",
+           "ood_in_sample": f"{ood}", "ood_out_of_sample": f"{ood}"}
+    for name in ("top_losses_in_sample", "confident_learning_out_of_sample"):
+        row[f"{name}_order"] = str(order[name])
+        row[f"{name}_reason"] = reason.get(name, "")
+    return row
+
+
+def test_ranking_scores():
+    truth = {stem(i): truth_row(i, fault, cls) for i, fault, cls in [
+        (0, "mislabeled", "black"), (1, "mislabeled", "teddy"), (2, "out_of_place", ""),
+        (3, "none", "grizzly"), (4, "none", "grizzly"), (5, "duplicate", "grizzly")]}
+    tl, cl = "top_losses_in_sample", "confident_learning_out_of_sample"
+    rows = [  # N = 3 faults; top_losses puts two clean images in its top 3, confident learning none
+        rank_row(0, {tl: 0, cl: 1}, {tl: "likely_mislabeled", cl: "likely_mislabeled"}, 0.1),
+        rank_row(1, {tl: 3, cl: 0}, {cl: "likely_mislabeled"}, 0.2),
+        rank_row(2, {tl: 4, cl: 2}, {cl: "likely_out_of_place"}, 0.9),
+        rank_row(3, {tl: 1, cl: 3}, {tl: "likely_mislabeled"}, 0.3),
+        rank_row(4, {tl: 2, cl: 4}, {}, 0.0),
+        rank_row(5, {tl: 5, cl: 5}, {}, 0.0),
+    ]
+    s = evaluate.ranking_scores(rows, truth)
+    assert (s["n_mislabeled"], s["n_out_of_place"]) == (2, 1)
+    assert s[tl]["precision_at_n"] == pytest.approx(1 / 3)
+    assert s[tl]["mislabeled_precision_at_n_mislabeled"] == pytest.approx(1 / 2)
+    assert s[cl]["mislabeled_precision_at_n_mislabeled"] == 1
+    assert s[tl]["mislabeled_recall_at_n"] == pytest.approx(1 / 2) and s[tl]["out_of_place_recall_at_n"] == 0
+    assert s[tl]["flagged"] == 2 and s[tl]["flagged_precision"] == pytest.approx(1 / 2)
+    assert s[cl]["precision_at_n"] == 1 and s[cl]["mislabeled_recall_at_n"] == 1
+    assert s[cl]["flagged_out_of_place_recall"] == 1 and s[cl]["ood_flagged_out_of_place_recall"] == 1
+    assert s[cl]["ood_recall_at_n_out_of_place"] == 1
+    assert evaluate.ranking_scores([], truth) == {}

@@ -1,12 +1,19 @@
-"""export.py + predict.py: safetensors + JSON round trip, and CPU prediction equal to a manual forward pass."""
+"""export.py + predict.py: safetensors + JSON round trip (no pickle), and CPU prediction equal to
+a manual forward pass and to fastai's `learn.predict`."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
+import pickle
+import shutil
+import struct
+import zlib
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchvision
@@ -15,12 +22,22 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from bearid.export import META, WEIGHTS, load_model, read_meta, save_model
+from bearid.learner import NORMALIZE, build_learner, dataloaders
 from bearid.params import TrainParams
-from bearid.predict import Predictor
+from bearid.predict import BadImage, Predictor
 
 CLASSES = ["black", "grizzly", "teddy"]
 STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 P = TrainParams(img_size=32)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """On a shared 2-core machine two threads spin on each other's barriers: one is many times faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +71,9 @@ def test_meta(exported):
     assert meta["mean"] == STATS[0] and meta["std"] == STATS[1]
     assert meta["weights_sha256"] == hashlib.sha256((out / WEIGHTS).read_bytes()).hexdigest()
     assert meta["params"] == {**dataclasses.asdict(TrainParams()), "img_size": 32}
+    assert meta["format"] == 1 and meta["weights"] == WEIGHTS
+    revision = meta["git_revision"]
+    assert revision is None or (len(revision) == 40 and int(revision, 16) >= 0)
     assert not list(out.glob(".*"))  # no temp files left
 
 
@@ -72,6 +92,24 @@ def test_load_model_gives_identical_state(exported):
     assert list(again) == list(original)
     for key in original:
         assert torch.equal(original[key], again[key]), key
+
+
+def test_load_model_runs_no_pickle(exported, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used while loading")
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    load_model(exported[2])
+
+
+def test_load_model_refuses_weights_of_another_export(exported, tmp_path):
+    out = tmp_path / "model"
+    shutil.copytree(exported[2], out)
+    meta = read_meta(out)
+    (out / META).write_text(json.dumps({**meta, "weights_sha256": "0" * 64}))
+    with pytest.raises(ValueError, match="sha256"):
+        load_model(out)
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +138,94 @@ def test_predict_files_matches_manual_forward_pass(exported, predictor, images):
 
 def test_predict_files_empty(predictor):
     assert predictor.predict_files([]).shape == (0, len(CLASSES))
+
+
+def test_batch_single_and_memory_format_agree(exported, predictor, images):
+    one_by_one = np.concatenate([predictor.predict_files([p]) for p in images])
+    np.testing.assert_allclose(predictor.predict_files(images), one_by_one, atol=1e-5)
+    plain = Predictor(exported[2], channels_last=False)
+    np.testing.assert_allclose(plain.predict_files(images), one_by_one, atol=1e-5)
+
+
+def test_top_k(predictor):
+    probs = np.array([0.2, 0.5, 0.3], dtype=np.float32)
+    assert predictor.top_k(probs, 2) == [("grizzly", 0.5), ("teddy", pytest.approx(0.3))]
+    assert [label for label, _ in predictor.top_k(probs, 10)] == ["grizzly", "teddy", "black"]
+
+
+def test_threads_setting(exported):
+    try:
+        Predictor(exported[2], threads=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_exif_orientation_is_applied(predictor):
+    rng = np.random.default_rng(1)
+    upright = Image.fromarray(rng.integers(0, 256, (48, 24, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    buf = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(buf, "PNG", exif=exif)
+    decoded = predictor.decode(buf.getvalue())
+    assert torch.equal(decoded, predictor.preprocess(upright))
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares width x height pixels: a decompression bomb's calling card."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
+            + png_chunk(b"IEND", b""))
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_decode_names_what_is_wrong(predictor, images):
+    good = images[0].read_bytes()
+    assert predictor.decode(good).shape == (3, 32, 32)
+    cases = {"empty": b"", "not_image": b"<html><body>hi</body></html>", "corrupt": good[:len(good) // 2],
+             "bomb": png_declaring(100_000, 100_000)}
+    for kind, data in cases.items():
+        with pytest.raises(BadImage) as info:
+            predictor.decode(data)
+        assert info.value.kind == kind, (kind, str(info.value))
+    with pytest.raises(BadImage, match="decompression bomb"):  # over the limit, under Pillow's error level
+        predictor.decode(png_declaring(10_000, 9_000))
+
+
+@pytest.fixture(scope="module")
+def learner_and_images(tmp_path_factory):
+    """An untrained fastai learner on a few generated images (odd sizes, modes and formats)."""
+    root = tmp_path_factory.mktemp("fastai")
+    rng = np.random.default_rng(2)
+    specs = [((40, 30), "RGB", "png"), ((23, 61), "RGB", "jpg"), ((50, 17), "L", "png"),
+             ((64, 48), "RGBA", "png"), ((33, 33), "P", "png"), ((90, 20), "RGB", "jpg")]
+    rows = []
+    for i, (size, mode, ext) in enumerate(specs):
+        channels = 3 if mode in ("RGB", "RGBA") else 1
+        array = rng.integers(0, 256, (size[1], size[0], channels + (mode == "RGBA")), dtype=np.uint8)
+        image = Image.fromarray(array.squeeze(), "RGBA" if mode == "RGBA" else None if channels == 3 else "L")
+        (image.convert("P") if mode == "P" else image).save(root / f"{i}.{ext}")
+        rows.append({"path": f"{i}.{ext}", "label": CLASSES[i % 3], "split": "train" if i < 3 else "valid"})
+    p = TrainParams(img_size=40, batch_size=2, device="cpu", mixed_precision=False)
+    dls = dataloaders(pd.DataFrame(rows), p, root=root)
+    learn = build_learner(dls, p, root / "work")
+    with torch.no_grad():  # sharper than an untrained head, so 1e-4 is a real test
+        learn.model[-1][-1].weight.mul_(20)
+    save_model(learn.model, list(dls.vocab), p, NORMALIZE, root / "model")
+    return learn, [root / r["path"] for r in rows], root / "model"
+
+
+def test_probabilities_match_fastai_learn_predict(learner_and_images):
+    learn, paths, model_dir = learner_and_images
+    predictor = Predictor(model_dir)
+    assert predictor.classes == list(learn.dls.vocab)
+    ours = predictor.predict_files(paths)
+    with learn.no_bar():
+        theirs = np.stack([learn.predict(p)[2].numpy() for p in paths])
+    assert theirs.max(axis=1).min() > 0.4  # not near-uniform
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)

@@ -1,0 +1,252 @@
+"""`bearid serve`: the exported model behind a small Starlette app, run by uvicorn.
+
+    GET  /          an HTML page: upload an image, see the top classes
+    POST /predict   multipart field `file` -> {"predictions": [{"label", "probability"}, ...], ...}
+    GET  /health    model name, arch, classes, weights sha256, batching counters
+
+The model loads once at start-up. The event loop only reads uploads and awaits
+futures: decoding runs in the thread pool, and forward passes run in one
+inference thread that batches requests arriving close together (batching.py).
+Every bad upload gets a 4xx with a JSON error naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import AsyncIterator, Sequence
+
+import numpy as np
+import torch
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive
+
+from .batching import MicroBatcher
+from .export import META
+from .predict import BadImage, Predictor
+
+log = logging.getLogger("bearid.serve")
+MB = 1024 * 1024
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
+STATUS = {"empty": 400, "not_image": 415, "bomb": 413, "corrupt": 400}  # BadImage kind -> HTTP status
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model: Path = Path("data/retrain")
+    max_batch: int = 16
+    max_wait_ms: float = 5.0
+    max_upload_mb: float = 10.0
+    top_k: int = 5
+    threads: int | None = None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+
+class BadUpload(Exception):
+    """An upload we refuse; `status` is the 4xx to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def limited(receive: Receive, limit: int) -> Receive:
+    """`receive` that raises BodyTooLarge as soon as the body passes `limit` bytes."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise BodyTooLarge
+        return message
+    return wrapped
+
+
+async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
+    """The bytes and name of the multipart field `file`, read with the size limit enforced as it streams."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise BadUpload(415, "expected multipart/form-data with the image in the field 'file'")
+    too_large = BadUpload(413, f"upload larger than the limit of {limit / MB:g} MB")
+    body_limit = limit + MULTIPART_OVERHEAD
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > body_limit:
+        raise too_large
+    limited_request = Request(request.scope, limited(request.receive, body_limit))
+    try:
+        async with limited_request.form(max_files=1, max_fields=8) as form:
+            file = form.get("file")
+            if not isinstance(file, UploadFile):
+                raise BadUpload(400, "missing file: send the image in the multipart field 'file'")
+            if file.size is not None and file.size > limit:
+                raise too_large
+            return await file.read(), file.filename or ""
+    except BodyTooLarge:
+        raise too_large from None
+    except HTTPException as exc:  # a malformed multipart body
+        raise BadUpload(400, f"malformed multipart body: {exc.detail}") from None
+
+
+def forward_rows(predictor: Predictor, batch: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """The batcher's function: one forward pass for the batch, one probability row per request."""
+    return list(predictor.forward(torch.stack(list(batch))))
+
+
+async def predict(request: Request) -> JSONResponse:
+    state = request.app.state
+    config: ServeConfig = state.config
+    k = request.query_params.get("top_k", str(config.top_k))
+    if not (k.isascii() and k.isdigit()) or int(k) < 1:
+        return error(400, f"top_k={k!r}: expected a whole number >= 1")
+    try:
+        data, filename = await read_upload(request, config.max_upload_bytes)
+        x = await run_in_threadpool(state.predictor.decode, data)
+    except BadUpload as exc:
+        return error(exc.status, exc.message)
+    except BadImage as exc:
+        return error(STATUS[exc.kind], str(exc))
+    try:
+        probs = await asyncio.wrap_future(state.batcher.submit(x))
+    except Exception as exc:
+        log.exception("inference failed")
+        return error(500, f"inference failed: {type(exc).__name__}")
+    top = state.predictor.top_k(probs, int(k))
+    return JSONResponse({"predictions": [{"label": label, "probability": p} for label, p in top],
+                         "filename": filename, "model": config.model.name})
+
+
+async def health(request: Request) -> JSONResponse:
+    state = request.app.state
+    meta, batcher = state.predictor.meta, state.batcher
+    sizes = list(batcher.recent_sizes)
+    return JSONResponse({
+        "status": "ok",
+        "model": state.config.model.name,
+        "model_dir": str(state.config.model),
+        "arch": meta["arch"],
+        "classes": meta["classes"],
+        "img_size": meta["img_size"],
+        "weights_sha256": meta.get("weights_sha256"),
+        "git_revision": meta.get("git_revision"),
+        "batching": {"max_batch": batcher.max_batch, "max_wait_ms": state.config.max_wait_ms,
+                     "batches": batcher.batches,
+                     "recent_mean_batch": sum(sizes) / len(sizes) if sizes else None},
+        "max_upload_mb": state.config.max_upload_mb,
+    })
+
+
+async def index(request: Request) -> HTMLResponse:
+    return HTMLResponse(PAGE.replace("{{model}}", request.app.state.config.model.name))
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, str(exc.detail))
+
+
+async def server_error(request: Request, exc: Exception) -> JSONResponse:
+    return error(500, f"internal error: {type(exc).__name__}")
+
+
+def create_app(config: ServeConfig) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.predictor = predictor = Predictor(config.model, threads=config.threads)
+        app.state.batcher = MicroBatcher(lambda batch: forward_rows(predictor, batch),
+                                         config.max_batch, config.max_wait_ms, name="inference")
+        try:
+            yield
+        finally:
+            app.state.batcher.close()
+
+    app = Starlette(routes=[Route("/", index), Route("/predict", predict, methods=["POST"]),
+                            Route("/health", health)],
+                    exception_handlers={HTTPException: http_error, Exception: server_error},
+                    lifespan=lifespan)
+    app.state.config = config
+    return app
+
+
+def parse_args(argv: list[str]) -> tuple[ServeConfig, str, int]:
+    d = ServeConfig()
+    ap = argparse.ArgumentParser(prog="bearid serve", description="Serve an exported model over HTTP.")
+    ap.add_argument("--model", type=Path, default=d.model, help="exported model folder (default %(default)s)")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--max-batch", type=int, default=d.max_batch, help="most requests per forward pass")
+    ap.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
+                    help="how long the first request of a batch waits for others")
+    ap.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb)
+    ap.add_argument("--top-k", type=int, default=d.top_k, help="classes per answer unless ?top_k= says")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = ap.parse_args(argv)
+    if args.max_batch < 1 or args.max_wait_ms < 0 or args.max_upload_mb <= 0 or args.top_k < 1:
+        ap.error("--max-batch and --top-k must be >= 1, --max-wait-ms >= 0, --max-upload-mb > 0")
+    config = ServeConfig(**{k: getattr(args, k) for k in asdict(d)})
+    return config, args.host, args.port
+
+
+def main(argv: list[str]) -> int:
+    import uvicorn
+
+    config, host, port = parse_args(argv)
+    if not (config.model / META).is_file():
+        print(f"bearid serve: no exported model in {config.model} (run 'make run' or pass --model)",
+              file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+    return 0
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>bearid: {{model}}</title><link rel="icon" href="data:,">
+<style>body{font:16px system-ui;max-width:40em;margin:2em auto}img{max-width:16em;display:block;margin:1em 0}
+td{padding:.2em .6em}.bar{background:#4a8;height:.8em}</style></head>
+<body><h1>What is it?</h1>
+<form id="form"><input type="file" name="file" accept="image/*" required> <button>Predict</button></form>
+<img id="preview" alt="" hidden><div id="out"></div>
+<script>
+const form = document.getElementById("form"), out = document.getElementById("out");
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const file = form.file.files[0], preview = document.getElementById("preview");
+  preview.src = URL.createObjectURL(file); preview.hidden = false;
+  out.textContent = "…";
+  const response = await fetch("predict", {method: "POST", body: new FormData(form)});
+  const answer = await response.json();
+  if (!response.ok) { out.textContent = "Error: " + answer.error; return; }
+  const table = document.createElement("table");
+  for (const {label, probability} of answer.predictions) {
+    const row = table.insertRow(), pct = (100 * probability).toFixed(1) + "%";
+    row.insertCell().textContent = label;
+    row.insertCell().textContent = pct;
+    const bar = document.createElement("div"); bar.className = "bar"; bar.style.width = pct;
+    const cell = row.insertCell(); cell.style.width = "12em"; cell.append(bar);
+  }
+  out.replaceChildren(table);
+});
+</script></body></html>
+"""

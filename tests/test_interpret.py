@@ -1,0 +1,144 @@
+"""interpret.py: ranking methods on known probabilities, and the outputs of a whole run (untrained model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from bearid import interpret, params
+from bearid.atomic import read_csv, write_csv
+from bearid.crossval import PROB_PREFIX
+from bearid.interpret import MISLABELED, OUT_OF_PLACE
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def noisy_probs(n: int = 60, k: int = 3, flips: tuple[int, ...] = (0, 7, 20), seed: int = 0):
+    """Confident, correct probabilities for true labels; the given labels of `flips` are wrong."""
+    rng = np.random.default_rng(seed)
+    true = np.arange(n) % k
+    probs = rng.dirichlet(np.full(k, 0.3), n) * 0.1
+    probs[np.arange(n), true] += 0.9
+    given = true.copy()
+    given[list(flips)] = (true[list(flips)] + 1) % k
+    return probs / probs.sum(1, keepdims=True), given
+
+
+def test_top_losses_is_cross_entropy_on_the_given_label():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
+    score, flagged = interpret.mislabel_scores(probs, np.array([0, 0]), "top_losses")
+    assert score == pytest.approx([-np.log(0.7), -np.log(0.1)])
+    assert flagged.tolist() == [False, True]
+
+
+@pytest.mark.parametrize("method", ["top_losses", "confident_learning"])
+def test_flipped_labels_rank_first(method):
+    probs, given = noisy_probs()
+    score, flagged = interpret.mislabel_scores(probs, given, method)
+    assert set(np.argsort(-score)[:3]) == {0, 7, 20}
+    assert set(np.flatnonzero(flagged)) == {0, 7, 20}
+
+
+def test_confident_learning_filter_by_is_passed_on():
+    probs, given = noisy_probs()
+    _, flagged = interpret.mislabel_scores(probs, given, "confident_learning", filter_by="predicted_neq_given")
+    assert set(np.flatnonzero(flagged)) == {0, 7, 20}
+    with pytest.raises(ValueError, match="unknown ranking method"):
+        interpret.mislabel_scores(probs, given, "magic")
+
+
+@pytest.mark.parametrize("method", ["entropy", "least_confidence", "cleanlab"])
+def test_out_of_place_score_is_highest_for_a_flat_distribution(method):
+    probs, given = noisy_probs()
+    probs[5] = [1 / 3, 1 / 3, 1 / 3]
+    ood = interpret.out_of_place_scores(probs, given, method)
+    assert ood.argmax() == 5 and ((0 <= ood) & (ood <= 1 + 1e-9)).all()
+    if method != "cleanlab":
+        assert ood[5] == pytest.approx(1.0)
+
+
+def test_rank_orders_flagged_first_and_out_of_place_wins():
+    probs, given = noisy_probs()
+    probs[5] = [0.34, 0.33, 0.33]  # its label (2) is not the top class, and it looks like no class
+    p = params.parse("interpret", {"method": "top_losses", "ood_threshold": 0.9})
+    r = interpret.rank(probs, given, p)
+    assert r.loc[5, "reason"] == OUT_OF_PLACE
+    assert {i for i in (0, 7, 20)} <= set(np.flatnonzero(r["reason"] == MISLABELED))
+    flagged = set(np.flatnonzero(r["reason"] != ""))
+    assert set(r.loc[sorted(flagged), "order"]) == set(range(len(flagged)))  # flagged come first
+    assert r.loc[0, "suggested"] == 0 and sorted(r["order"]) == list(range(60))
+
+
+def test_suggest_takes_the_runner_up_when_the_top_class_is_the_given_one():
+    probs = np.array([[0.5, 0.4, 0.1], [0.5, 0.4, 0.1]])
+    assert interpret.suggest(probs, np.array([0, 0]), np.array([True, False])).tolist() == [1, 0]
+
+
+def test_per_class_rows():
+    rows = interpret.per_class_rows(["a", "a", "b"], ["a", "b", "b"], ["a", "b"])
+    assert rows == [{"class": "a", "precision": "1.0000", "recall": "0.5000", "f1": "0.6667", "support": 2},
+                    {"class": "b", "precision": "0.5000", "recall": "1.0000", "f1": "0.6667", "support": 1}]
+
+
+def make_project(root: Path) -> pd.DataFrame:
+    """16-px images of two classes, a manifest, and random out-of-sample probabilities for them."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, level in (("dark", 40), ("bright", 215)):
+        for i in range(6):
+            path = Path("data/images") / label / f"{label}{i}.png"
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((16, 16, 3), level + i, np.uint8)).save(root / path)
+            rows.append({"path": path.as_posix(), "label": label, "split": ("train", "valid", "test")[i % 3]})
+    manifest = pd.DataFrame(rows)
+    manifest.to_csv(root / "manifest.csv", index=False)
+    tv = manifest[manifest["split"] != "test"]
+    p = rng.dirichlet([1, 1], len(tv))
+    write_csv(root / "probs.csv", [{**r, "fold": 0, PROB_PREFIX + "bright": f"{a:.6g}", PROB_PREFIX + "dark": f"{b:.6g}"}
+                                   for r, (a, b) in zip(tv.to_dict("records"), p)],
+              ["path", "label", "split", "fold", PROB_PREFIX + "bright", PROB_PREFIX + "dark"])
+    return manifest
+
+
+def test_interpret_writes_every_output(tmp_path, monkeypatch):
+    from bearid.export import save_model
+    from bearid.learner import NORMALIZE, build_learner, dataloaders
+
+    monkeypatch.chdir(tmp_path)
+    manifest = make_project(tmp_path)
+    train = params.parse("train", {"img_size": 16, "batch_size": 4, "device": "cpu"})
+    learn = build_learner(dataloaders(manifest, train), train, tmp_path)
+    save_model(learn.model, ["bright", "dark"], train, NORMALIZE, tmp_path / "model")
+    p = params.parse("interpret", {"top_k": 4, "batch_size": 8})
+    result = interpret.interpret(tmp_path / "model", tmp_path / "manifest.csv", tmp_path / "probs.csv",
+                                 Path("out"), p)
+    out = tmp_path / "out"
+    candidates = read_csv(out / "candidates.csv")
+    assert list(candidates[0]) == interpret.CANDIDATE_FIELDS and result["n_ranked"] == 8 == len(candidates)
+    assert {c["path"] for c in candidates} == set(manifest[manifest["split"] != "test"]["path"])
+    assert {c["method"] for c in candidates} == {"confident_learning"}
+    assert {c["reason"] for c in candidates} <= {"", MISLABELED, OUT_OF_PLACE}
+    flagged = [c["reason"] != "" for c in candidates]
+    assert flagged == sorted(flagged, reverse=True)
+    assert all((tmp_path / c["thumb"]).read_bytes()[:2] == b"\xff\xd8" for c in candidates)
+    rankings = read_csv(out / "rankings.csv")
+    assert {f"{m}_{s}_order" for m in interpret.METHODS for s in interpret.SOURCES} <= set(rankings[0])
+    for png in ("confusion.png", "top_losses.png"):
+        assert (out / png).read_bytes()[:8] == PNG
+    assert [r["class"] for r in read_csv(out / "per_class.csv")] == ["bright", "dark"]
+    assert len(read_csv(out / "confusion.csv")) == 4  # the valid images
+    assert (out / "most_confused.csv").is_file()
+
+
+def test_interpret_refuses_probabilities_for_other_images(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_project(tmp_path)
+    rows = read_csv(tmp_path / "probs.csv")[1:]
+    write_csv(tmp_path / "probs.csv", rows, list(rows[0]))
+    with pytest.raises(ValueError, match="rerun the crossval stage"):
+        interpret.interpret(tmp_path / "no-model", tmp_path / "manifest.csv", tmp_path / "probs.csv",
+                            Path("out"), params.parse("interpret", {}))
