@@ -22,7 +22,7 @@ from fastai.callback.progress import ProgressCallback
 from . import diagnosis
 from .atomic import write_csv, write_json
 from .export import save_model
-from .learner import NORMALIZE, Schedule, build_learner, dataloaders, fit_lesson, seed_everything
+from .learner import NORMALIZE, build_learner, dataloaders, fit_lesson, seed_everything
 from .params import TrainParams
 from .plots import save_lr_find_png
 from .progress import log

@@ -137,3 +137,33 @@ def project(tmp_path_factory) -> Path:
 def project_copy(project: Path, tmp_path: Path) -> Path:
     """This test's own copy of the fully run tiny project, free to change."""
     return copy_repo(project, tmp_path / "repo")
+
+
+# A tiny untrained exported model, for the tests of export, prediction and serving.
+MODEL_CLASSES = ["black", "grizzly", "teddy"]
+MODEL_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+
+
+def export_untrained(out: Path, img_size: int = 32):
+    """Export a seeded, untrained resnet18 for MODEL_CLASSES into `out`; returns (model, meta)."""
+    import torch
+    import torchvision
+    from fastai.vision.learner import create_vision_model
+
+    from bearid.export import save_model
+    from bearid.params import TrainParams
+
+    torch.manual_seed(0)
+    model = create_vision_model(torchvision.models.resnet18, len(MODEL_CLASSES), pretrained=False).eval()
+    return model, save_model(model, MODEL_CLASSES, TrainParams(img_size=img_size), MODEL_STATS, out)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """On a shared 2-core machine two threads spin on each other's barriers: one is many times faster."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
 
-import pytest
 
 from bearid import demo
 from bearid.params import DemoParams

@@ -16,37 +16,27 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torchvision
-from fastai.vision.learner import create_vision_model
 from PIL import Image
 from safetensors.torch import load_file
+
+from conftest import MODEL_CLASSES, MODEL_STATS, export_untrained
 
 from bearid.export import META, WEIGHTS, load_model, read_meta, save_model
 from bearid.learner import NORMALIZE, build_learner, dataloaders
 from bearid.params import TrainParams
 from bearid.predict import BadImage, Predictor
 
-CLASSES = ["black", "grizzly", "teddy"]
-STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+CLASSES, STATS = MODEL_CLASSES, MODEL_STATS
 P = TrainParams(img_size=32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a shared 2-core machine two threads spin on each other's barriers: one is many times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_vision_model(torchvision.models.resnet18, len(CLASSES), pretrained=False).eval()
     out = tmp_path_factory.mktemp("model")
-    meta = save_model(model, CLASSES, P, STATS, out)
-    return model, meta, out
+    return (*export_untrained(out, P.img_size), out)
 
 
 @pytest.fixture(scope="module")

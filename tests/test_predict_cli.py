@@ -6,35 +6,24 @@ import json
 
 import numpy as np
 import pytest
-import torch
-import torchvision
-from fastai.vision.learner import create_vision_model
 from PIL import Image
 
+from conftest import MODEL_CLASSES, export_untrained
+
 from bearid import cli
-from bearid.export import save_model
-from bearid.params import TrainParams
 from bearid.predict import Predictor
 from bearid.predict_cli import main
 
-CLASSES = ["black", "grizzly", "teddy"]
+CLASSES = MODEL_CLASSES
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On a shared 2-core machine two threads spin on each other's barriers: one is many times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_vision_model(torchvision.models.resnet18, len(CLASSES), pretrained=False)
     out = tmp_path_factory.mktemp("model")
-    save_model(model, CLASSES, TrainParams(img_size=32), ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), out)
+    export_untrained(out)
     return out
 
 
