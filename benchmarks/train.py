@@ -46,7 +46,8 @@ df = df[df.split != "test"].assign(is_valid=lambda d: d.split == "valid")
 dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_x=ColReader("path", pref="./"),
                 get_y=ColReader("label"), splitter=ColSplitter("is_valid"),
                 item_tfms=Resize(p.img_size, method=ResizeMethod.Squish),
-                batch_tfms=Normalize.from_stats(*imagenet_stats)
+                batch_tfms=[*(aug_transforms(**p.aug) if p.augment else []),
+                            Normalize.from_stats(*imagenet_stats)]
                 ).dataloaders(df, bs=p.batch_size, num_workers=0, device=torch.device("cpu"))
 learn = vision_learner(dls, resnet18, pretrained=False, metrics=[error_rate, accuracy],
                        wd=p.wd, ps=p.ps, path=Path(sys.argv[2]))
