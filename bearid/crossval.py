@@ -6,8 +6,11 @@ the train+valid images are split into K stratified folds, and for each fold a
 fresh learner (the same `dataloaders`/`build_learner` as training) is fitted on
 the other folds and predicts the held-out one. A few one-cycle epochs suffice:
 the probabilities only need to rank images, not to win a benchmark.
+Each fold model also measures how unlike its training images each held-out
+image looks (`outliers.distance_ratio` of stem statistics): the appearance
+column, for the out-of-place score.
 
-    out_dir/probs.csv     path, label, split, fold, prob_<class>...  (manifest order)
+    out_dir/probs.csv     path, label, split, fold, appearance, prob_<class>...  (manifest order)
     out_dir/metrics.json  per-fold held-out accuracy against the given labels (no timings:
                           the same params and data give the same bytes)
 """
@@ -27,10 +30,12 @@ from sklearn.model_selection import StratifiedKFold
 
 from .atomic import write_csv, write_json
 from .learner import build_learner, dataloaders, seed_everything
+from .outliers import distance_ratio, stem_statistics
 from .params import TrainParams
 from .progress import log
 
 PROB_PREFIX = "prob_"
+APPEARANCE = "appearance"
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,9 @@ def assign_folds(labels: list[str], k: int, seed: int) -> np.ndarray:
 
 
 def fold_probs(rows: pd.DataFrame, held_out: np.ndarray, vocab: list[str], p: FoldParams,
-               work_dir: Path) -> np.ndarray:
-    """Train on the rows not held out; return the held-out rows' probabilities in `vocab` order."""
+               work_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Train on the rows not held out; return the held-out rows' probabilities (in `vocab` order)
+    and appearance distance ratios."""
     seed_everything(p.train.seed)
     fold_df = rows.assign(split=np.where(held_out, "valid", "train"))
     dls = dataloaders(fold_df, p.train)
@@ -71,7 +77,9 @@ def fold_probs(rows: pd.DataFrame, held_out: np.ndarray, vocab: list[str], p: Fo
     dl = dls.test_dl(fold_df[held_out], with_labels=False)
     with learn.no_bar():
         probs, _ = learn.get_preds(dl=dl)
-    return probs.float().numpy()
+    reference = stem_statistics(learn.model, dls.test_dl(fold_df[~held_out], with_labels=False))
+    appearance = distance_ratio(reference, stem_statistics(learn.model, dl))
+    return probs.float().numpy(), appearance
 
 
 def crossval(manifest_csv: Path, p: FoldParams, out_dir: Path) -> dict:
@@ -83,12 +91,13 @@ def crossval(manifest_csv: Path, p: FoldParams, out_dir: Path) -> dict:
         raise ValueError(f"{manifest_csv}: cross-validation needs at least two classes, got {vocab}")
     folds = assign_folds(rows["label"].tolist(), p.folds, p.train.seed)
     probs = np.zeros((len(rows), len(vocab)), dtype=np.float32)
+    appearance = np.zeros(len(rows))
     metrics: dict = {"folds": []}
     with tempfile.TemporaryDirectory(prefix="bearid-cv-") as work_dir:
         for fold in range(p.folds):
             held_out = folds == fold
             t0 = time.perf_counter()
-            probs[held_out] = fold_probs(rows, held_out, vocab, p, Path(work_dir))
+            probs[held_out], appearance[held_out] = fold_probs(rows, held_out, vocab, p, Path(work_dir))
             given = np.array([vocab.index(label) for label in rows["label"][held_out]])
             acc = float((probs[held_out].argmax(1) == given).mean())
             metrics["folds"].append({"fold": fold, "images": int(held_out.sum()), "accuracy": acc})
@@ -96,7 +105,7 @@ def crossval(manifest_csv: Path, p: FoldParams, out_dir: Path) -> dict:
                             f"held-out accuracy {acc:.4f} on {int(held_out.sum())} ({time.perf_counter() - t0:.0f}s)")
     given_all = np.array([vocab.index(label) for label in rows["label"]])
     metrics["accuracy"] = float((probs.argmax(1) == given_all).mean())
-    out = rows[["path", "label", "split"]].assign(fold=folds)
+    out = rows[["path", "label", "split"]].assign(fold=folds, **{APPEARANCE: [f"{v:.6g}" for v in appearance]})
     for i, c in enumerate(vocab):
         out[PROB_PREFIX + c] = [f"{v:.6g}" for v in probs[:, i]]
     write_csv(out_dir / "probs.csv", out.to_dict("records"), list(out.columns))
@@ -105,7 +114,7 @@ def crossval(manifest_csv: Path, p: FoldParams, out_dir: Path) -> dict:
 
 
 def read_probs(path: Path) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """(rows path/label/split/fold, probabilities, class order) from a probs.csv."""
+    """(rows path/label/split/fold/appearance, probabilities, class order) from a probs.csv."""
     df = pd.read_csv(path)
     classes = [c[len(PROB_PREFIX):] for c in df.columns if c.startswith(PROB_PREFIX)]
     probs = df[[PROB_PREFIX + c for c in classes]].to_numpy(dtype=np.float64)

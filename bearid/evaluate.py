@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
 from .atomic import read_csv, write_csv
+from .clean import OUT_OF_PLACE
 from .predict import Predictor
 
 FAULTS_TO_CLEAN = ("mislabeled", "out_of_place")
@@ -62,9 +63,11 @@ def ranking_scores(rankings: list[dict], truth: dict[str, dict]) -> dict:
 
     N is the number of injected mislabeled plus out-of-place images. Per ranking:
     precision of its top N (either fault counts), recall of each fault kind in
-    the top N, the share of mislabeled images in its top n_mislabeled (there
-    precision equals recall), the same at its operating point (every flagged image), and, for
-    the out-of-place score alone, recall in its top n_out_of_place and at its threshold.
+    the top N, the share of mislabeled images in the top n_mislabeled of the
+    mislabel ranking (review order once the images flagged out-of-place are set
+    aside; there precision equals recall), the same at its operating point
+    (every flagged image), and, for the out-of-place score alone, recall in its
+    top n_out_of_place and at its threshold.
     """
     if not rankings:
         return {}
@@ -81,13 +84,17 @@ def ranking_scores(rankings: list[dict], truth: dict[str, dict]) -> dict:
         order = np.array([int(r[f"{name}_order"]) for r in rankings])
         reason = np.array([r[f"{name}_reason"] for r in rankings])
         top, flagged = order < n, reason != ""
+        aside = reason == OUT_OF_PLACE
+        mislabel_rank = np.full(len(order), len(order))
+        rest = np.flatnonzero(~aside)
+        mislabel_rank[rest[np.argsort(order[rest], kind="stable")]] = np.arange(len(rest))
         source = "out_of_sample" if name.endswith("out_of_sample") else "in_sample"
         ood = np.array([float(r[f"ood_{source}"]) for r in rankings])
         top_ood = np.zeros(len(ood), dtype=bool)
         top_ood[np.argsort(-ood, kind="stable")[:int(oop.sum())]] = True
         out[name] = {
             "precision_at_n": share(bad, top),
-            "mislabeled_precision_at_n_mislabeled": share(mis, order < int(mis.sum())),
+            "mislabeled_precision_at_n_mislabeled": share(mis, mislabel_rank < int(mis.sum())),
             "mislabeled_recall_at_n": share(top, mis),
             "out_of_place_recall_at_n": share(top, oop),
             "flagged": int(flagged.sum()),
@@ -95,7 +102,7 @@ def ranking_scores(rankings: list[dict], truth: dict[str, dict]) -> dict:
             "flagged_mislabeled_recall": share(flagged, mis),
             "flagged_out_of_place_recall": share(flagged, oop),
             "ood_recall_at_n_out_of_place": share(top_ood, oop),
-            "ood_flagged_out_of_place_recall": share(reason == "likely_out_of_place", oop),
+            "ood_flagged_out_of_place_recall": share(aside, oop),
         }
     return out
 

@@ -15,10 +15,14 @@ Ranking methods (`interpret.method`) turn probabilities into a mislabel score
 - confident_learning: cleanlab's `find_label_issues` (`filter_by`) flags,
   1 - cleanlab's label quality (`rank_by`) scores.
 
-An out-of-place score in [0, 1] (images of no class: high entropy, low
-confidence, or cleanlab's out-of-distribution score) flags an image as
-likely_out_of_place at `ood_threshold`; that reason wins over likely_mislabeled.
-Candidates are ordered flagged first, then by score, for review and clean.
+An out-of-place score in [0, 1] flags an image as likely_out_of_place at
+`ood_threshold`; that reason wins over likely_mislabeled. `ood_method`:
+appearance (the crossval stage's stem-statistics distance, see `outliers`: an
+image of no class looks unlike the rest even when a model is sure of it), or
+from probabilities: entropy, least_confidence, or cleanlab's
+out-of-distribution score. Candidates are ordered for review and clean:
+likely_out_of_place first (by that score), then likely_mislabeled, then the
+rest (by mislabel score).
 
 The trained model's valid split also gives the confusion matrix, most-confused
 pairs and per-class precision/recall, through fastai's ClassificationInterpretation.
@@ -44,9 +48,10 @@ from sklearn.metrics import precision_recall_fscore_support  # noqa: E402
 from . import params  # noqa: E402
 from .atomic import atomic_open, write_csv  # noqa: E402
 from .clean import MISLABELED, OUT_OF_PLACE  # noqa: E402
-from .crossval import read_probs  # noqa: E402
+from .crossval import APPEARANCE, read_probs  # noqa: E402
 from .export import WEIGHTS, read_meta  # noqa: E402
 from .learner import build_learner, dataloaders  # noqa: E402
+from .outliers import appearance_score  # noqa: E402
 from .params import InterpretParams  # noqa: E402
 from .plots import save_figure  # noqa: E402
 
@@ -78,9 +83,14 @@ def mislabel_scores(probs: np.ndarray, given: np.ndarray, method: str, filter_by
     raise ValueError(f"unknown ranking method {method!r}; one of {list(METHODS)}")
 
 
-def out_of_place_scores(probs: np.ndarray, given: np.ndarray, method: str) -> np.ndarray:
+def out_of_place_scores(probs: np.ndarray, given: np.ndarray, method: str,
+                        appearance: np.ndarray | None = None) -> np.ndarray:
     """How little an image looks like any class, in [0, 1]: higher is more out of place."""
     k = probs.shape[1]
+    if method == "appearance":
+        if appearance is None:
+            raise ValueError("ood_method appearance needs the crossval stage's appearance column")
+        return appearance_score(appearance)
     if method == "entropy":
         p = np.clip(probs, 1e-12, 1.0)
         return -(p * np.log(p)).sum(1) / np.log(k)
@@ -90,7 +100,8 @@ def out_of_place_scores(probs: np.ndarray, given: np.ndarray, method: str) -> np
         from cleanlab.outlier import OutOfDistribution
 
         return 1.0 - OutOfDistribution().fit_score(pred_probs=probs, labels=given, verbose=False)
-    raise ValueError(f"unknown out-of-place method {method!r}; one of entropy, least_confidence, cleanlab")
+    raise ValueError(f"unknown out-of-place method {method!r}; "
+                     "one of appearance, entropy, least_confidence, cleanlab")
 
 
 def suggest(probs: np.ndarray, given: np.ndarray, flagged: np.ndarray) -> np.ndarray:
@@ -99,12 +110,15 @@ def suggest(probs: np.ndarray, given: np.ndarray, flagged: np.ndarray) -> np.nda
     return np.where(flagged & (order[:, 0] == given), order[:, 1], order[:, 0])
 
 
-def rank(probs: np.ndarray, given: np.ndarray, p: InterpretParams) -> pd.DataFrame:
+def rank(probs: np.ndarray, given: np.ndarray, p: InterpretParams,
+         appearance: np.ndarray | None = None) -> pd.DataFrame:
     """Per image: score, ood_score, reason, suggested class index and review order (0 first)."""
     score, flagged = mislabel_scores(probs, given, p.method, p.filter_by, p.rank_by)
-    ood = out_of_place_scores(probs, given, p.ood_method)
-    reason = np.where(ood >= p.ood_threshold, OUT_OF_PLACE, np.where(flagged, MISLABELED, ""))
-    order = np.lexsort((-score, reason == ""))  # flagged first, then by score, highest first
+    ood = out_of_place_scores(probs, given, p.ood_method, appearance)
+    out_of_place = ood >= p.ood_threshold
+    reason = np.where(out_of_place, OUT_OF_PLACE, np.where(flagged, MISLABELED, ""))
+    group = np.where(out_of_place, 0, np.where(flagged, 1, 2))
+    order = np.lexsort((np.where(out_of_place, -ood, -score), group))  # most suspicious first in each group
     position = np.empty(len(order), dtype=int)
     position[order] = np.arange(len(order))
     return pd.DataFrame({"score": score, "ood_score": ood, "reason": reason,
@@ -182,15 +196,15 @@ def valid_outputs(learn: Learner, out_dir: Path, min_confused: int) -> list[dict
 
 
 def ranking_columns(rows: pd.DataFrame, probs: dict[str, np.ndarray], given: np.ndarray,
-                    p: InterpretParams) -> pd.DataFrame:
+                    p: InterpretParams, appearance: np.ndarray) -> pd.DataFrame:
     """Every method on both kinds of probabilities, for evaluation against a ground truth."""
     out = rows[["path", "label", "split"]].copy()
     for source, source_probs in probs.items():
         for method in METHODS:
-            r = rank(source_probs, given, dataclasses.replace(p, method=method))
+            r = rank(source_probs, given, dataclasses.replace(p, method=method), appearance)
             out[f"{method}_{source}_order"] = r["order"]
             out[f"{method}_{source}_reason"] = r["reason"]
-        out[f"ood_{source}"] = out_of_place_scores(source_probs, given, p.ood_method).round(6)
+        out[f"ood_{source}"] = out_of_place_scores(source_probs, given, p.ood_method, appearance).round(6)
     return out
 
 
@@ -213,7 +227,8 @@ def interpret(model_dir: Path, manifest_csv: Path, oos_probs_csv: Path, out_dir:
     given = np.array([vocab.index(label) for label in rows["label"]])
     chosen = probs[p.probabilities]
 
-    ranked = rank(chosen, given, p)
+    appearance = oos_rows[APPEARANCE].to_numpy(dtype=np.float64)
+    ranked = rank(chosen, given, p, appearance)
     thumbs = out_dir / "thumbs"
     rows = rows.assign(score=ranked["score"], ood_score=ranked["ood_score"], reason=ranked["reason"],
                        suggested=[vocab[i] for i in ranked["suggested"]], order=ranked["order"],
@@ -226,7 +241,7 @@ def interpret(model_dir: Path, manifest_csv: Path, oos_probs_csv: Path, out_dir:
                 "ood_score": f"{r.ood_score:.6g}", "method": p.method, "reason": r.reason,
                 "thumb": r.thumb, "split": r.split} for r in candidates.itertuples()),
               CANDIDATE_FIELDS)
-    rankings = ranking_columns(rows, probs, given, p)
+    rankings = ranking_columns(rows, probs, given, p, appearance)
     write_csv(out_dir / "rankings.csv", rankings.to_dict("records"), list(rankings.columns))
     plot_top_losses(rows, chosen, vocab, min(p.top_k, len(rows)), out_dir / "top_losses.png")
     return {"most_confused": pairs, "n_ranked": len(rows),

@@ -233,7 +233,7 @@ class InterpretParams:
     filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
                        "predicted_neq_given", "low_normalized_margin", "low_self_confidence"] = "prune_by_noise_rate"
     rank_by: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"] = "self_confidence"
-    ood_method: Literal["entropy", "least_confidence", "cleanlab"] = "entropy"
+    ood_method: Literal["appearance", "entropy", "least_confidence", "cleanlab"] = "appearance"
     ood_threshold: float = 0.8
 
     def check(self, key: str) -> None:

@@ -80,7 +80,7 @@ def report(metrics: dict, title: str) -> None:
         return
     print(f"\n{title}: {ranking['n_mislabeled']} mislabeled + {ranking['n_out_of_place']} out-of-place "
           "train/valid images injected (N = their sum)")
-    print("misP@Nmis: mislabeled share of the top n_mislabeled (= their recall there); P: precision, misR/oopR: recall of mislabeled/out-of-place; @N: top N; (fl): flagged images; "
+    print("misP@Nmis: mislabeled share of the top n_mislabeled of the mislabel ranking (= their recall there); P: precision, misR/oopR: recall of mislabeled/out-of-place; @N: top N; (fl): flagged images; "
           "ood oopR@n: out-of-place score's top n_out_of_place")
     print(f"{'ranking':<34}" + "".join(f"{h:>11}" for h in COLUMNS.values()))
     for name in sorted(k for k, v in ranking.items() if isinstance(v, dict)):

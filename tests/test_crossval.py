@@ -55,6 +55,7 @@ def test_crossval_scores_every_train_and_valid_image_out_of_sample(tmp_path, mon
     assert df["path"].tolist() == [r["path"] for r in rows if r["split"] != "test"]
     assert set(df["split"]) == {"train", "valid"} and set(df["fold"]) == {0, 1}
     assert probs.shape == (12, 2) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert (df["appearance"] > 0).all() and np.isfinite(df["appearance"]).all()
     assert [f["images"] for f in metrics["folds"]] == [6, 6] and 0 <= metrics["accuracy"] <= 1
     assert (tmp_path / "cv" / "metrics.json").is_file()
 
@@ -64,3 +65,18 @@ def test_one_class_is_an_error(tmp_path):
               ["path", "label", "split"])
     with pytest.raises(ValueError, match="at least two classes"):
         crossval(tmp_path / "manifest.csv", FoldParams(2, 1, 1e-2, params.parse("train", {})), tmp_path / "cv")
+
+
+def test_crossval_measures_an_image_unlike_the_rest_as_far_from_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = make_images(tmp_path, 8)
+    odd = Path("data/images/dark/odd.png")  # a saturated colour pattern among grey squares
+    stripes = np.zeros((16, 16, 3), np.uint8)
+    stripes[::2, :, 0], stripes[1::2, :, 1] = 255, 200
+    Image.fromarray(stripes).save(tmp_path / odd)
+    rows.append({"path": odd.as_posix(), "label": "dark", "split": "train"})
+    write_csv(tmp_path / "manifest.csv", rows, ["path", "label", "split"])
+    train = params.parse("train", {"img_size": 16, "batch_size": 4, "device": "cpu", "seed": 3})
+    crossval(tmp_path / "manifest.csv", FoldParams(folds=2, epochs=1, lr=1e-2, train=train), tmp_path / "cv")
+    df, _, _ = read_probs(tmp_path / "cv" / "probs.csv")
+    assert df.loc[df["appearance"].idxmax(), "path"] == odd.as_posix()

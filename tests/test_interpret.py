@@ -11,7 +11,7 @@ from PIL import Image
 
 from bearid import interpret, params
 from bearid.atomic import read_csv, write_csv
-from bearid.crossval import PROB_PREFIX
+from bearid.crossval import APPEARANCE, PROB_PREFIX
 from bearid.interpret import MISLABELED, OUT_OF_PLACE
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -51,6 +51,18 @@ def test_confident_learning_filter_by_is_passed_on():
         interpret.mislabel_scores(probs, given, "magic")
 
 
+def test_appearance_out_of_place_score_comes_from_the_distance_ratio():
+    probs, given = noisy_probs()
+    ratio = np.ones(len(given))
+    ratio[[3, 9]] = [5.0, 2.0]
+    ood = interpret.out_of_place_scores(probs, given, "appearance", ratio)
+    assert ood[3] == pytest.approx(0.8) and ood[9] == pytest.approx(0.5) and (np.delete(ood, [3, 9]) == 0).all()
+    with pytest.raises(ValueError, match="appearance column"):
+        interpret.out_of_place_scores(probs, given, "appearance")
+    with pytest.raises(ValueError, match="unknown out-of-place method"):
+        interpret.out_of_place_scores(probs, given, "vibes")
+
+
 @pytest.mark.parametrize("method", ["entropy", "least_confidence", "cleanlab"])
 def test_out_of_place_score_is_highest_for_a_flat_distribution(method):
     probs, given = noisy_probs()
@@ -61,16 +73,27 @@ def test_out_of_place_score_is_highest_for_a_flat_distribution(method):
         assert ood[5] == pytest.approx(1.0)
 
 
-def test_rank_orders_flagged_first_and_out_of_place_wins():
+def test_rank_orders_out_of_place_then_mislabeled_then_the_rest():
     probs, given = noisy_probs()
     probs[5] = [0.34, 0.33, 0.33]  # its label (2) is not the top class, and it looks like no class
-    p = params.parse("interpret", {"method": "top_losses", "ood_threshold": 0.9})
+    p = params.parse("interpret", {"method": "top_losses", "ood_threshold": 0.9, "ood_method": "entropy"})
     r = interpret.rank(probs, given, p)
-    assert r.loc[5, "reason"] == OUT_OF_PLACE
+    assert r.loc[5, "reason"] == OUT_OF_PLACE and r.loc[5, "order"] == 0
     assert {i for i in (0, 7, 20)} <= set(np.flatnonzero(r["reason"] == MISLABELED))
     flagged = set(np.flatnonzero(r["reason"] != ""))
     assert set(r.loc[sorted(flagged), "order"]) == set(range(len(flagged)))  # flagged come first
+    mislabeled = r[r["reason"] == MISLABELED].sort_values("order")
+    assert mislabeled["score"].is_monotonic_decreasing
     assert r.loc[0, "suggested"] == 0 and sorted(r["order"]) == list(range(60))
+
+
+def test_rank_puts_the_most_out_of_place_first_whatever_its_mislabel_score():
+    probs, given = noisy_probs()
+    ratio = np.ones(len(given))
+    ratio[[4, 11]] = [10.0, 40.0]  # confidently classified, yet unlike every other image
+    r = interpret.rank(probs, given, params.parse("interpret", {"method": "confident_learning"}), ratio)
+    assert r.sort_values("order").index[:2].tolist() == [11, 4]
+    assert (r.loc[[4, 11], "reason"] == OUT_OF_PLACE).all()
 
 
 def test_suggest_takes_the_runner_up_when_the_top_class_is_the_given_one():
@@ -82,6 +105,9 @@ def test_per_class_rows():
     rows = interpret.per_class_rows(["a", "a", "b"], ["a", "b", "b"], ["a", "b"])
     assert rows == [{"class": "a", "precision": "1.0000", "recall": "0.5000", "f1": "0.6667", "support": 2},
                     {"class": "b", "precision": "0.5000", "recall": "1.0000", "f1": "0.6667", "support": 1}]
+
+
+ODD_ONE = 2  # the train/valid row whose appearance ratio marks it out of place
 
 
 def make_project(root: Path) -> pd.DataFrame:
@@ -98,9 +124,11 @@ def make_project(root: Path) -> pd.DataFrame:
     manifest.to_csv(root / "manifest.csv", index=False)
     tv = manifest[manifest["split"] != "test"]
     p = rng.dirichlet([1, 1], len(tv))
-    write_csv(root / "probs.csv", [{**r, "fold": 0, PROB_PREFIX + "bright": f"{a:.6g}", PROB_PREFIX + "dark": f"{b:.6g}"}
-                                   for r, (a, b) in zip(tv.to_dict("records"), p)],
-              ["path", "label", "split", "fold", PROB_PREFIX + "bright", PROB_PREFIX + "dark"])
+    appearance = [50.0 if i == ODD_ONE else 1.0 for i in range(len(tv))]  # one image looks unlike the rest
+    write_csv(root / "probs.csv", [{**r, "fold": 0, APPEARANCE: look, PROB_PREFIX + "bright": f"{a:.6g}",
+                                    PROB_PREFIX + "dark": f"{b:.6g}"}
+                                   for r, (a, b), look in zip(tv.to_dict("records"), p, appearance)],
+              ["path", "label", "split", "fold", APPEARANCE, PROB_PREFIX + "bright", PROB_PREFIX + "dark"])
     return manifest
 
 
@@ -124,6 +152,10 @@ def test_interpret_writes_every_output(tmp_path, monkeypatch):
     assert {c["reason"] for c in candidates} <= {"", MISLABELED, OUT_OF_PLACE}
     flagged = [c["reason"] != "" for c in candidates]
     assert flagged == sorted(flagged, reverse=True)
+    odd = manifest[manifest["split"] != "test"]["path"].iloc[ODD_ONE]
+    assert (candidates[0]["path"], candidates[0]["reason"]) == (odd, OUT_OF_PLACE)
+    assert float(candidates[0]["ood_score"]) == pytest.approx(0.98)
+    assert [c["reason"] for c in candidates[1:]].count(OUT_OF_PLACE) == 0
     assert all((tmp_path / c["thumb"]).read_bytes()[:2] == b"\xff\xd8" for c in candidates)
     rankings = read_csv(out / "rankings.csv")
     assert {f"{m}_{s}_order" for m in interpret.METHODS for s in interpret.SOURCES} <= set(rankings[0])

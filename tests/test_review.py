@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -116,12 +118,16 @@ def test_image_is_served(project):
     assert r.status_code == 200 and r.content == (project / "data/interpret/thumbs/1.jpg").read_bytes()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture
 def server(project):
     """The app on a free port in a thread, as `bearid review` runs it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app_for(project), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -166,3 +172,48 @@ def test_review_in_a_browser_with_mouse_and_keyboard(page, server, project):
     page.wait_for_function("document.getElementById('pageinfo').textContent.trim() === '2 / 2'")
     assert page.locator(".card .decision").all_text_contents() == ["delete", "relabel → black"]
     assert page.errors == []
+
+
+def start_review(project: Path, port: int) -> subprocess.Popen:
+    """`bearid review` in its own process, as a user starts it; returns once it accepts connections."""
+    proc = subprocess.Popen([sys.executable, "-m", "bearid.cli", "review", "--port", str(port), "--page-size", "3"],
+                            cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("bearid review did not start listening within 60 s")
+
+
+def test_no_decision_is_lost_when_the_server_is_killed_between_clicks(page, project):
+    (project / "params.yaml").write_text(f"fetch: {{source: files, classes: {CLASSES}}}\nclean: {{decisions: cleaning/decisions.csv}}\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_review(project, port)
+    try:
+        page.goto(url)
+        page.locator(".card").first.wait_for()
+        page.locator(".card").nth(0).get_by_role("button", name="keep").click()
+        page.wait_for_function("document.querySelectorAll('.card')[0].querySelector('.decision').textContent === 'keep'")
+        proc.kill()  # SIGKILL: no shutdown handler runs
+        proc.wait(10)
+        assert ("data/images/grizzly/0.png", "keep", "") in {(r["path"], r["action"], r["label"]) for r in decisions(project)}
+        proc = start_review(project, port)
+        page.reload()
+        page.locator(".card").first.wait_for()
+        assert page.locator(".card .decision").first.text_content() == "keep"
+        page.keyboard.press("j")
+        page.keyboard.press("d")  # the second card, by keyboard
+        page.wait_for_function("document.querySelectorAll('.card')[1].querySelector('.decision').textContent === 'delete'")
+        proc.kill()
+        proc.wait(10)
+    finally:
+        proc.kill()
+    assert {(r["path"], r["action"]) for r in decisions(project)} == {
+        ("data/images/old.png", "delete"), ("data/images/grizzly/0.png", "keep"), ("data/images/grizzly/1.png", "delete")}
+    assert not [p for p in (project / "cleaning").iterdir() if p.name.endswith(".tmp")]  # nothing half-written
