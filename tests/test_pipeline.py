@@ -34,8 +34,10 @@ def test_every_output_is_there_and_sane(project: Path):
         assert read_csv(repo / f"data/{stage}/lr_find.csv")  # may stop early when the loss diverges
 
     candidates = read_csv(repo / "data/interpret/candidates.csv")
-    order = [(c["reason"] == "", -float(c["score"])) for c in candidates]
-    assert order == sorted(order)  # flagged first, then the most suspicious
+    group = {"likely_out_of_place": 0, "likely_mislabeled": 1, "": 2}
+    order = [(group[c["reason"]], -float(c["ood_score" if c["reason"] == "likely_out_of_place" else "score"]))
+             for c in candidates]
+    assert order == sorted(order)  # out of place, then mislabeled, then the rest; most suspicious first
     assert len(candidates) == sum(r["split"] != "test" for r in manifest)
     for png in ("confusion.png", "top_losses.png"):
         assert (repo / "data/interpret" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
