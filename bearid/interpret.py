@@ -204,7 +204,7 @@ def ranking_columns(rows: pd.DataFrame, probs: dict[str, np.ndarray], given: np.
             r = rank(source_probs, given, dataclasses.replace(p, method=method), appearance)
             out[f"{method}_{source}_order"] = r["order"]
             out[f"{method}_{source}_reason"] = r["reason"]
-        out[f"ood_{source}"] = out_of_place_scores(source_probs, given, p.ood_method, appearance).round(6)
+        out[f"ood_{source}"] = r["ood_score"].round(6)  # the same whichever ranking method
     return out
 
 

@@ -32,25 +32,26 @@ def stem(model: nn.Module) -> nn.Module:
 
 def stem_statistics(model: nn.Module, batches) -> np.ndarray:
     """Per image, the mean of each stem channel, over batches of inputs (or (input, ...) tuples)."""
-    seen: list[torch.Tensor] = []
+    per_batch: list[torch.Tensor] = []
+    this_batch: list[torch.Tensor] = []
 
     def keep_first(module, inputs, output) -> None:  # a shared module may run again deeper in the net
-        if len(seen) == calls[0]:
-            seen.append(output.detach().float().mean(dim=(2, 3)).cpu())
+        if not this_batch:
+            this_batch.append(output.detach().float().mean(dim=(2, 3)).cpu())
 
-    calls = [0]
     hook = stem(model).register_forward_hook(keep_first)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for batch in batches:
+                this_batch.clear()
                 model(batch[0] if isinstance(batch, (tuple, list)) else batch)
-                calls[0] += 1
+                per_batch.append(this_batch[0])
     finally:
         hook.remove()
         model.train(was_training)
-    return torch.cat(seen).numpy().astype(np.float64)
+    return torch.cat(per_batch).numpy().astype(np.float64)
 
 
 def distance_ratio(reference: np.ndarray, query: np.ndarray) -> np.ndarray:

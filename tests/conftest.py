@@ -159,6 +159,14 @@ def export_untrained(out: Path, img_size: int = 32):
 
 
 @pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A folder with an exported untrained model, shared by a test module."""
+    out = tmp_path_factory.mktemp("model")
+    export_untrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
 def one_torch_thread():
     """On a shared 2-core machine two threads spin on each other's barriers: one is many times faster."""
     import torch

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MODEL_CLASSES, export_untrained
+from conftest import MODEL_CLASSES
 
 from bearid import cli
 from bearid.predict import Predictor
@@ -18,13 +18,6 @@ CLASSES = MODEL_CLASSES
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("model")
-    export_untrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import uvicorn
 from PIL import Image
 from starlette.testclient import TestClient
 
-from conftest import MODEL_CLASSES, export_untrained
+from conftest import MODEL_CLASSES
 
 from bearid.batching import MicroBatcher
 from bearid.predict import Predictor
@@ -30,13 +30,6 @@ LIMIT_MB = 0.25
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("model")
-    export_untrained(out)
-    return out
 
 
 
