@@ -213,7 +213,7 @@ class CrossvalParams:
     folds: int = 3
     epochs: int = 4
     lr: float = 1e-2
-    img_size: int = 32  # the folds only rank images: smaller than train.img_size keeps K trainings cheap
+    img_size: int = 64  # smaller is cheaper, but weaker folds rank worse (at 20% noise, 32 px: 0.86 of the top N; 64: 0.89)
 
     def check(self, key: str) -> None:
         _range(f"{key}.folds", self.folds, 2, 20)
@@ -260,7 +260,7 @@ class MinScore:
 class CleanParams:
     decisions: str = "cleaning/decisions.csv"
     min_score: MinScore = field(default_factory=MinScore)
-    max_fraction: float = 0.1  # of each class's train+valid images
+    max_fraction: float = 0.25  # of each class's train+valid images
 
     def check(self, key: str) -> None:
         self.min_score.check(f"{key}.min_score")

@@ -61,7 +61,7 @@ TINY = {
     "verify": {"max_size": 32},
     "split": {"valid_pct": 0.25, "test_pct": 0.25},
     "train": {"img_size": 32, "batch_size": 8, "freeze_epochs": 1, "epochs": 1, "lr_find_iters": 20},
-    "crossval": {"folds": 2, "epochs": 1},
+    "crossval": {"folds": 2, "epochs": 1, "img_size": 32},
 }
 
 
