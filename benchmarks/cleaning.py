@@ -121,7 +121,8 @@ def summarize(runs: list[dict], noise: float) -> None:
     def line(name: str, values: list[float], fmt: str = ".3f") -> str:
         v = np.array(values, dtype=float)
         sd = v.std(ddof=1) if len(v) > 1 else 0.0
-        return (f"  {name:<46} mean {v.mean():{fmt}}  sd {sd:.3f}  min {v.min():{fmt}}  max {v.max():{fmt}}"
+        return (f"  {name:<46} mean {v.mean():{fmt}}  sd {sd:.3f}  median {np.median(v):{fmt}}  "
+                f"min {v.min():{fmt}}  max {v.max():{fmt}}"
                 f"  ({', '.join(f'{x:{fmt}}' for x in v)})")
 
     method = "confident_learning_out_of_sample"
