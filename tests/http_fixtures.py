@@ -44,6 +44,7 @@ BIG = b"\x89PNG\r\n\x1a\n" + b"x" * 200_000
 class WebServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's 5 drops connects when 8 workers arrive at once on a busy machine
 
     def __init__(self, delay: float = 0.0):
         super().__init__(("127.0.0.1", 0), Handler)

@@ -66,8 +66,10 @@ def test_every_failure_kind_has_its_exact_reason(tmp_path, server):
         "http://[::1/x.jpg": ("failed", "invalid_url"),
         "ftp://x.example/a.jpg": ("failed", "scheme_not_allowed"),
     }
+    # Looser than FAST: 18 URLs at once, server and client in one process, on a busy 2-core machine.
+    p = replace(FAST, connect_timeout=2.0, read_timeout=1.0, deadline=2.5)
     start = time.monotonic()
-    results = run({"bears": list(expected)}, tmp_path)
+    results = run({"bears": list(expected)}, tmp_path, p)
     elapsed = time.monotonic() - start
     assert {r.url: (r.status, r.reason) for r in results} == expected
     assert set(r.reason for r in results) - {"ok"} <= set(download.REASONS) | {"http_404", "http_503"}
@@ -77,7 +79,7 @@ def test_every_failure_kind_has_its_exact_reason(tmp_path, server):
     assert server.hits["/down"] == 1 + FAST.retries and by_url[f"{s}/down"].detail.endswith("3 tries")
     assert server.hits["/nothing.jpg"] == 1 and server.hits["/html-as-jpeg"] == 1  # no retry where none helps
     assert Path(by_url[f"{s}/redirect"].path).read_bytes() == JPEG
-    assert elapsed < FAST.deadline + 3  # the trickle and the silent server do not hold the run
+    assert elapsed < p.deadline + 3  # the trickle and the silent server do not hold the run
     for r in results:
         assert (r.path != "") == (r.status != "failed")
         assert r.status != "failed" or r.bytes == 0
