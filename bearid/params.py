@@ -213,7 +213,7 @@ class CrossvalParams:
     folds: int = 3
     epochs: int = 4
     lr: float = 1e-2
-    img_size: int = 64  # smaller is cheaper, but weaker folds rank worse (at 20% noise, 32 px: 0.86 of the top N; 64: 0.89)
+    img_size: int = 64  # smaller is cheaper, but weaker folds rank noisy labels worse (README: crossval)
 
     def check(self, key: str) -> None:
         _range(f"{key}.folds", self.folds, 2, 20)

@@ -60,9 +60,6 @@ def copy_project(dest: Path) -> None:
             shutil.copy2(src, dest / f)
 
 
-SEEDS = (("fetch", "demo", "seed"), ("split", "seed"), ("train", "seed"))
-
-
 def run_demo(work: Path, noise: float, replicate: int = 0) -> tuple[dict, float]:
     """`dvc repro` on the demo at this label noise and replicate; the evaluate metrics and the wall time."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -73,11 +70,8 @@ def run_demo(work: Path, noise: float, replicate: int = 0) -> tuple[dict, float]
     copy_project(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["fetch"]["demo"]["mislabeled"] = noise
-    for *section, key in SEEDS:
-        node = params
-        for name in section:
-            node = node[name]
-        node[key] += replicate
+    for section in (params["fetch"]["demo"], params["split"], params["train"]):
+        section["seed"] += replicate
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
         subprocess.run(cmd, cwd=repo, env=env, check=True)
