@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 
-from .params import DiagnoseParams as Thresholds
+from .params import DiagnoseParams
 
 ADVICE = {
     "lr_too_high": "lower train.lr (try 10x smaller, or the LR finder's suggestion)",
@@ -31,7 +31,7 @@ ADVICE = {
 }
 
 
-def diagnose(history: list[dict], t: Thresholds = Thresholds(), n_valid: int | None = None,
+def diagnose(history: list[dict], t: DiagnoseParams = DiagnoseParams(), n_valid: int | None = None,
              n_classes: int | None = None) -> dict:
     """A verdict, the evidence behind it, and the fix the lesson suggests.
 

@@ -58,53 +58,61 @@ def cleaning_scores(before: list[dict], after: list[dict], truth: dict[str, dict
     return out
 
 
-def ranking_scores(rankings: list[dict], truth: dict[str, dict]) -> dict:
-    """How well each ranking (interpret's rankings.csv) finds the injected faults in train/valid.
+def fraction(hit: np.ndarray, among: np.ndarray) -> float:
+    """Share of the `among` images that are also `hit` (nan when there are none)."""
+    return float((hit & among).sum() / among.sum()) if among.sum() else float("nan")
 
-    N is the number of injected mislabeled plus out-of-place images. Per ranking:
-    precision of its top N (either fault counts), recall of each fault kind in
-    the top N, the share of mislabeled images in the top n_mislabeled of the
-    mislabel ranking (review order once the images flagged out-of-place are set
-    aside; there precision equals recall), the same at its operating point
-    (every flagged image), and, for the out-of-place score alone, recall in its
-    top n_out_of_place and at its threshold.
-    """
+
+def first(order: np.ndarray, k: int) -> np.ndarray:
+    """Mask of the k images that come first in a ranking (`order` 0 is first)."""
+    mask = np.zeros(len(order), dtype=bool)
+    mask[np.argsort(order, kind="stable")[:k]] = True
+    return mask
+
+
+def ranking_scores(rankings: list[dict], truth: dict[str, dict]) -> dict:
+    """How well each ranking in interpret's rankings.csv finds the injected faults in train/valid."""
     if not rankings:
         return {}
     fault = np.array([truth.get(Path(r["path"]).stem, {}).get("fault", "") for r in rankings])
-    mis, oop = fault == "mislabeled", fault == "out_of_place"
-    bad = mis | oop
-    n = int(bad.sum())
-    out: dict = {"n_mislabeled": int(mis.sum()), "n_out_of_place": int(oop.sum())}
-
-    def share(hit: np.ndarray, of: np.ndarray) -> float:
-        return float((hit & of).sum() / of.sum()) if of.sum() else float("nan")
-
-    for name in sorted(k[:-len("_order")] for k in rankings[0] if k.endswith("_order")):
-        order = np.array([int(r[f"{name}_order"]) for r in rankings])
-        reason = np.array([r[f"{name}_reason"] for r in rankings])
-        top, flagged = order < n, reason != ""
-        aside = reason == OUT_OF_PLACE
-        mislabel_rank = np.full(len(order), len(order))
-        rest = np.flatnonzero(~aside)
-        mislabel_rank[rest[np.argsort(order[rest], kind="stable")]] = np.arange(len(rest))
-        source = "out_of_sample" if name.endswith("out_of_sample") else "in_sample"
-        ood = np.array([float(r[f"ood_{source}"]) for r in rankings])
-        top_ood = np.zeros(len(ood), dtype=bool)
-        top_ood[np.argsort(-ood, kind="stable")[:int(oop.sum())]] = True
-        out[name] = {
-            "precision_at_n": share(bad, top),
-            "mislabeled_precision_at_n_mislabeled": share(mis, mislabel_rank < int(mis.sum())),
-            "mislabeled_recall_at_n": share(top, mis),
-            "out_of_place_recall_at_n": share(top, oop),
-            "flagged": int(flagged.sum()),
-            "flagged_precision": share(bad, flagged),
-            "flagged_mislabeled_recall": share(flagged, mis),
-            "flagged_out_of_place_recall": share(flagged, oop),
-            "ood_recall_at_n_out_of_place": share(top_ood, oop),
-            "ood_flagged_out_of_place_recall": share(aside, oop),
-        }
+    mislabeled, out_of_place = fault == "mislabeled", fault == "out_of_place"
+    out: dict = {"n_mislabeled": int(mislabeled.sum()), "n_out_of_place": int(out_of_place.sum())}
+    for name in sorted(k.removesuffix("_order") for k in rankings[0] if k.endswith("_order")):
+        out[name] = score_ranking(rankings, name, mislabeled, out_of_place)
     return out
+
+
+def score_ranking(rankings: list[dict], name: str, mislabeled: np.ndarray, out_of_place: np.ndarray) -> dict:
+    """Scores of ranking `name`, N being the number of mislabeled plus out-of-place images.
+
+    The review order's top N, with either fault counting; the mislabel ranking
+    (the review order once the images flagged out of place are set aside) in its
+    top n_mislabeled, where precision equals recall; every flagged image (the
+    operating point); and the out-of-place score alone, in its top n_out_of_place
+    and at its threshold.
+    """
+    faulty = mislabeled | out_of_place
+    source = "out_of_sample" if name.endswith("out_of_sample") else "in_sample"
+    order = np.array([int(r[f"{name}_order"]) for r in rankings])
+    reason = np.array([r[f"{name}_reason"] for r in rankings])
+    ood = np.array([float(r[f"ood_{source}"]) for r in rankings])
+    flagged, set_aside = reason != "", reason == OUT_OF_PLACE
+    top_n = order < faulty.sum()
+    mislabel_order = np.where(set_aside, len(order), order)
+    top_mislabel = first(mislabel_order, int(mislabeled.sum())) & ~set_aside
+    top_ood = first(-ood, int(out_of_place.sum()))
+    return {
+        "precision_at_n": fraction(faulty, among=top_n),
+        "mislabeled_precision_at_n_mislabeled": fraction(mislabeled, among=top_mislabel),
+        "mislabeled_recall_at_n": fraction(top_n, among=mislabeled),
+        "out_of_place_recall_at_n": fraction(top_n, among=out_of_place),
+        "flagged": int(flagged.sum()),
+        "flagged_precision": fraction(faulty, among=flagged),
+        "flagged_mislabeled_recall": fraction(flagged, among=mislabeled),
+        "flagged_out_of_place_recall": fraction(flagged, among=out_of_place),
+        "ood_recall_at_n_out_of_place": fraction(top_ood, among=out_of_place),
+        "ood_flagged_out_of_place_recall": fraction(set_aside, among=out_of_place),
+    }
 
 
 def evaluate(models: dict[str, Path], manifest_csv: Path, cleaned_csv: Path, out_dir: Path,

@@ -22,7 +22,8 @@ def save_figure(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def save_lr_find_png(sched: "Schedule", path: Path) -> None:
+def save_lr_find_png(sched: "Schedule", path: Path, method: str) -> None:
+    """The LR-finder curve with the suggestion of `method` (train.suggest) marked and named."""
     lrs, losses = zip(*sched.lr_find)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(lrs, losses)
@@ -30,7 +31,7 @@ def save_lr_find_png(sched: "Schedule", path: Path) -> None:
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
     ax.axvline(sched.lr_suggested, color="tab:red", linestyle="--",
-               label=f"valley {sched.lr_suggested:.2g}")
+               label=f"{method} {sched.lr_suggested:.2g}")
     ax.legend()
     ax.set_title("LR finder (unfrozen)")
     save_figure(fig, path)

@@ -60,7 +60,7 @@ class Config:
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class ToyThresholds:
     """The toy's counterpart of the pipeline's `train.diagnose.*` (bearid.params.DiagnoseParams)."""
     explode_ratio: float = 10.0  # loss / best loss; looser than the pipeline's 3 as mini-batches are noisy
     min_improvement: float = 0.1  # share of the gap to the floor to close, else lr_too_low
@@ -107,7 +107,7 @@ def exploded(loss: float, best: float, ratio: float) -> bool:
 
 
 def fit(x: torch.Tensor, y: torch.Tensor, cfg: Config, gen: torch.Generator,
-        t: Thresholds = Thresholds()) -> Fit:
+        t: ToyThresholds = ToyThresholds()) -> Fit:
     """Gradient descent from INIT; stops at the first step whose loss explodes, before
     the numbers overflow into NaN."""
     a = torch.tensor(INIT, requires_grad=True)
@@ -135,7 +135,7 @@ def fit(x: torch.Tensor, y: torch.Tensor, cfg: Config, gen: torch.Generator,
     return Fit(losses, frames, a.tolist(), stopped_early=False)
 
 
-def diagnose(losses: Sequence[float], floor: float = 0.0, t: Thresholds = Thresholds()) -> dict:
+def diagnose(losses: Sequence[float], floor: float = 0.0, t: ToyThresholds = ToyThresholds()) -> dict:
     """A verdict on the loss curve in the pipeline's vocabulary (`bearid.diagnosis`), first match wins.
 
     The pipeline reads valid loss and error rate per epoch; the toy has only the training

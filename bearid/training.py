@@ -79,7 +79,7 @@ def _train(learn, dls, p: TrainParams, out_dir: Path, stage: str) -> dict:
     write_csv(out_dir / "history.csv", sched.history, list(sched.history[0]))
     write_csv(out_dir / "lr_find.csv", ({"lr": lr, "loss": loss} for lr, loss in sched.lr_find),
               ["lr", "loss"])
-    save_lr_find_png(sched, out_dir / "lr_find.png")
+    save_lr_find_png(sched, out_dir / "lr_find.png", p.suggest)
     write_json(out_dir / "diagnosis.json", verdict)
     last = sched.history[-1]
     log(stage, f"done in {seconds:.0f}s: error_rate {last['error_rate']:.4f}, "

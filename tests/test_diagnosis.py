@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from bearid.diagnosis import ADVICE, Thresholds, diagnose
+from bearid.diagnosis import ADVICE, diagnose
+from bearid.params import DiagnoseParams
 
 
 def history(train: list[float], valid: list[float], err: list[float]) -> list[dict]:
@@ -48,7 +49,7 @@ def test_evidence_and_thresholds_are_reported():
 def test_small_worsening_within_tolerance_is_ok():
     hist = history([1.0, 0.5, 0.3], [0.8, 0.5, 0.35], [0.5, 0.10, 0.11])
     assert diagnose(hist)["verdict"] == "ok"
-    assert diagnose(hist, Thresholds(worsen_tolerance=0.005))["verdict"] == "too_many_epochs"
+    assert diagnose(hist, DiagnoseParams(worsen_tolerance=0.005))["verdict"] == "too_many_epochs"
 
 
 def test_already_perfect_run_is_not_lr_too_low():
