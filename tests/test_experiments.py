@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dvc_env, ran, run
+from helpers import dvc_env, ran, run
 
 KEEP = r"Experiment|train\.lr$|train\.epochs$|.*accuracy$"  # the README's `dvc exp show --keep`
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import MODEL_CLASSES, MODEL_STATS, export_untrained
+from helpers import MODEL_CLASSES, MODEL_STATS, export_untrained
 
 from bearid.export import META, WEIGHTS, load_model, read_meta, save_model
 from bearid.learner import NORMALIZE, build_learner, dataloaders

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import yaml
-from conftest import ran, run, set_params, stale_stages
+from helpers import ran, run, set_params, stale_stages
 
 from bearid.atomic import read_csv
 

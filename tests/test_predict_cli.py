@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MODEL_CLASSES
+from helpers import MODEL_CLASSES
 
 from bearid import cli
 from bearid.predict import Predictor

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_repo, ran, run
+from helpers import ROOT, copy_repo, ran, run
 from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 

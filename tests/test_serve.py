@@ -19,7 +19,7 @@ import uvicorn
 from PIL import Image
 from starlette.testclient import TestClient
 
-from conftest import MODEL_CLASSES
+from helpers import MODEL_CLASSES
 
 from bearid.batching import MicroBatcher
 from bearid.predict import Predictor
