@@ -45,6 +45,10 @@ class MicroBatcher(Generic[T, R]):
         self._queue.put((item, future))
         return future
 
+    def pending(self) -> int:
+        """Items submitted that the worker has not taken yet."""
+        return self._queue.qsize()
+
     def close(self, timeout: float | None = 10.0) -> None:
         """Finish what is queued, then stop the worker."""
         self._queue.put(_STOP)

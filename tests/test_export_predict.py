@@ -84,13 +84,22 @@ def test_load_model_gives_identical_state(exported):
         assert torch.equal(original[key], again[key]), key
 
 
-def test_load_model_runs_no_pickle(exported, monkeypatch):
+def test_load_model_runs_no_pickle_and_predicts_as_the_saved_model(exported, monkeypatch):
+    model, _, out = exported
+
     def refuse(*args, **kwargs):
         raise AssertionError("pickle used while loading")
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.setattr(torch, "load", refuse)
-    load_model(exported[2])
+    loaded, _ = load_model(out)
+    monkeypatch.undo()
+
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected, got = model.eval()(x), loaded(x)
+    assert not torch.allclose(expected[0], expected[1])  # inputs that tell models apart
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_load_model_refuses_weights_of_another_export(exported, tmp_path):

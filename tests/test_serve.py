@@ -11,6 +11,7 @@ import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -181,13 +182,51 @@ def test_inference_failure_is_a_json_500_and_the_worker_survives(client, monkeyp
     assert post(client, png()).status_code == 200
 
 
-def test_concurrent_requests_share_forward_passes(client):
+@contextmanager
+def held_worker(batcher: MicroBatcher):
+    """Keep the batcher's worker inside its next batch until the block ends.
+
+    What is submitted meanwhile queues up and then forms one batch, so the test
+    depends on no timing window. Yields the event set once the worker is held.
+    """
+    held, release = threading.Event(), threading.Event()
+    fn = batcher.fn
+
+    def hold(items):
+        held.set()
+        release.wait(60)
+        return fn(items)
+    batcher.fn = hold
+    try:
+        yield held
+    finally:
+        batcher.fn = fn
+        release.set()
+
+
+def wait_until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_requests_queued_behind_a_busy_worker_share_one_forward_pass(client):
     batcher = client.app.state.batcher
     before = batcher.batches
     with ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(lambda i: post(client, png(i)), range(8)))
-    assert [r.status_code for r in responses] == [200] * 8
-    assert batcher.batches - before < 8
+        with held_worker(batcher) as held:
+            first = pool.submit(post, client, png(0))
+            assert held.wait(60)
+            rest = [pool.submit(post, client, png(i)) for i in range(1, 8)]
+            wait_until(lambda: batcher.pending() == 7)
+        batched = [f.result(60).json() for f in [first, *rest]]
+    assert batcher.batches - before == 2 and list(batcher.recent_sizes)[-2:] == [1, 7]
+    for i, answer in enumerate(batched):  # each request got its own image's answer
+        alone = post(client, png(i)).json()
+        assert [p["label"] for p in answer["predictions"]] == [p["label"] for p in alone["predictions"]]
+        assert [p["probability"] for p in answer["predictions"]] == pytest.approx(
+            [p["probability"] for p in alone["predictions"]], abs=1e-5)
 
 
 # the micro-batcher on its own
@@ -266,19 +305,29 @@ def server(model_dir):
 def test_uvicorn_serves_concurrent_clients(server):
     app, url = server
 
+    batcher = app.state.batcher
+    before = batcher.batches
+
     async def run() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            uploads = [http.post("/predict", files={"file": (f"{i}.png", png(i), "image/png")}) for i in range(16)]
-            bad = http.post("/predict", files={"file": ("x.jpg", b"<html></html>", "image/jpeg")})
-            huge = http.post("/predict", files={"file": ("x.png", b"\0" * (1024 * 1024), "image/png")})
-            return [*await asyncio.gather(*uploads, bad, huge), await http.get("/health")]
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            def upload(i: int):
+                return http.post("/predict", files={"file": (f"{i}.png", png(i), "image/png")})
+            with held_worker(batcher) as held:
+                first = asyncio.ensure_future(upload(0))
+                assert await asyncio.to_thread(held.wait, 60)
+                rest = [asyncio.ensure_future(upload(i)) for i in range(1, 16)]
+                bad = http.post("/predict", files={"file": ("x.jpg", b"<html></html>", "image/jpeg")})
+                huge = http.post("/predict", files={"file": ("x.png", b"\0" * (1024 * 1024), "image/png")})
+                refused = await asyncio.gather(bad, huge)  # answered while the worker is busy
+                await asyncio.to_thread(wait_until, lambda: batcher.pending() == 15)
+            return [*await asyncio.gather(first, *rest), *refused, await http.get("/health")]
 
     *ok, bad, huge, health = in_own_loop(run())
     assert [r.status_code for r in ok] == [200] * 16
     assert all(len(r.json()["predictions"]) == len(CLASSES) for r in ok)
     assert (bad.status_code, huge.status_code) == (415, 413)
-    assert health.json()["batching"]["batches"] < 16  # concurrent clients shared forward passes
-    assert app.state.batcher.batches == health.json()["batching"]["batches"]
+    assert batcher.batches - before == 2 and list(batcher.recent_sizes)[-2:] == [1, 15]
+    assert health.json()["batching"]["batches"] == batcher.batches
 
 
 def test_uvicorn_refuses_a_streamed_oversized_upload(server):
