@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,11 @@ def test_crossval_scores_every_train_and_valid_image_out_of_sample(tmp_path, mon
     assert set(df["split"]) == {"train", "valid"} and set(df["fold"]) == {0, 1}
     assert probs.shape == (12, 2) and np.allclose(probs.sum(1), 1, atol=1e-4)
     assert (df["appearance"] > 0).all() and np.isfinite(df["appearance"]).all()
-    assert [f["images"] for f in metrics["folds"]] == [6, 6] and 0 <= metrics["accuracy"] <= 1
-    assert (tmp_path / "cv" / "metrics.json").is_file()
+    assert [f["images"] for f in metrics["folds"]] == [6, 6]
+    given = np.array([classes.index(label) for label in df["label"]])
+    assert metrics["accuracy"] == pytest.approx(float((probs.argmax(1) == given).mean()))
+    assert metrics["accuracy"] == pytest.approx(sum(f["accuracy"] * f["images"] for f in metrics["folds"]) / 12)
+    assert json.loads((tmp_path / "cv" / "metrics.json").read_text()) == metrics
 
 
 def test_one_class_is_an_error(tmp_path):

@@ -1,4 +1,4 @@
-"""Experiments with the real dvc CLI, as the README's recipes run them: one in the foreground, one
+"""Experiments with the real dvc CLI, as docs/experiments.md's recipes run them: one in the foreground, one
 through the queue; then compare (exp show, metrics diff, plots diff) and keep one (apply, branch)."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from helpers import dvc_env, ran, run
 
-KEEP = r"Experiment|train\.lr$|train\.epochs$|.*accuracy$"  # the README's `dvc exp show --keep`
+from bearid.atomic import read_csv
+
+KEEP = r"Experiment|train\.lr$|train\.epochs$|.*accuracy$"  # docs/experiments.md's `dvc exp show --keep`
 
 
 def experiments(repo: Path) -> dict[str, dict]:
@@ -48,10 +50,14 @@ def test_two_experiments_compare_and_one_is_kept(project_copy: Path, tmp_path: P
     found = experiments(repo)
     assert {"lr-high", "lr-low"} <= set(found), found
     live = {}
+    n_valid = sum(r["split"] == "valid" for r in read_csv(repo / "data/manifest.csv"))
     for name, lr in (("lr-high", 0.02), ("lr-low", 0.001)):
         assert found[name]["params"]["params.yaml"]["data"]["train"]["lr"] == lr
         live[name] = found[name]["metrics"]["data/train/live/metrics.json"]["data"]
-        assert live[name]["lr"] == lr and 0 <= live[name]["error_rate"] <= 1
+        assert live[name]["lr"] == lr
+        errors = live[name]["error_rate"] * n_valid  # a count of valid images, scored by the experiment's model
+        assert errors == pytest.approx(round(errors), abs=1e-6)
+        assert live[name]["accuracy"] == pytest.approx(1 - live[name]["error_rate"])
     assert live["lr-high"] != live["lr-low"]
 
     changed = json.loads(run(["dvc", "metrics", "diff", "lr-low", "lr-high", "--json"], repo))

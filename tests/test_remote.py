@@ -2,7 +2,7 @@
 and the clone holds the same data, byte for byte, with nothing left to run.
 
 Once against a local directory, once against a real S3 protocol server on 127.0.0.1 (moto's
-standalone server, started here) through dvc-s3, configured as the README says.
+standalone server, started here) through dvc-s3, configured as docs/experiments.md says.
 """
 
 from __future__ import annotations
