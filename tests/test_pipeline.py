@@ -6,47 +6,93 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from helpers import ran, run, set_params, stale_stages
 
 from bearid.atomic import read_csv
+from bearid.diagnosis import ADVICE
+from bearid.evaluate import truth_by_stem
 
 
-def test_every_output_is_there_and_sane(project: Path):
-    repo = project
-    report = read_csv(repo / "data/download.csv")
-    assert {r["status"] for r in report} == {"ok", "duplicate", "failed"}
-    failed = {r["reason"] for r in report if r["status"] == "failed"}
-    rejected = {r["reason"] for r in read_csv(repo / "data/verify.csv") if r["status"] == "rejected"}
-    assert {"empty", "not_an_image", "truncated"} <= failed | rejected  # the demo's injected bad files
+# The seeded tiny demo's faults (TINY in tests/helpers.py): one file of each corrupt kind and two
+# duplicates, exact whatever the processor, since no floating-point training is involved.
+DOWNLOADED = {
+    "eight": {"attempted": 35, "ok": 31, "duplicate": 1, "failed": 3,
+              "failed_by_reason": {"empty": 1, "file_not_found": 1, "not_an_image": 1}},
+    "three": {"attempted": 33, "ok": 32, "duplicate": 1, "failed": 0, "failed_by_reason": {}},
+}
+VERIFIED = {
+    "eight": {"checked": 31, "ok": 30, "rejected": 1, "rejected_by_reason": {"truncated": 1},
+              "in_near_duplicate_groups": 0},
+    "three": {"checked": 32, "ok": 32, "rejected": 0, "rejected_by_reason": {}, "in_near_duplicate_groups": 0},
+}
 
-    manifest = read_csv(repo / "data/manifest.csv")
-    assert {r["split"] for r in manifest} == {"train", "valid", "test"}
-    assert all((repo / r["path"]).is_file() for r in manifest)
 
-    for stage in ("train", "retrain"):
-        meta = json.loads((repo / f"data/{stage}/model.json").read_text())
+def count_of(rate: float, n: int) -> int:
+    """The whole number of images a rate over n images stands for; fails if it stands for none."""
+    assert rate * n == pytest.approx(round(rate * n), abs=1e-4), (rate, n)
+    return round(rate * n)
+
+
+def test_acquisition_finds_exactly_the_demos_faults(project: Path):
+    assert json.loads((project / "data/download_metrics.json").read_text()) == DOWNLOADED
+    assert json.loads((project / "data/verify_metrics.json").read_text()) == VERIFIED
+    manifest = read_csv(project / "data/manifest.csv")
+    assert len(manifest) == 62 and {r["split"] for r in manifest} == {"train", "valid", "test"}
+    assert all((project / r["path"]).is_file() for r in manifest)
+
+
+def test_training_records_agree(project: Path):
+    """Metrics, history, diagnosis and LR finder of train and retrain tell one consistent story."""
+    params = yaml.safe_load((project / "params.yaml").read_text())["train"]
+    for stage, manifest in (("train", "data/manifest.csv"), ("retrain", "data/clean/manifest.csv")):
+        meta = json.loads((project / f"data/{stage}/model.json").read_text())
         assert meta["classes"] == ["eight", "three"]
-        live = json.loads((repo / f"data/{stage}/live/metrics.json").read_text())
-        assert 0 <= live["error_rate"] <= 1
-        assert live["lr"] == yaml.safe_load((repo / "params.yaml").read_text())["train"]["lr"]
-        assert json.loads((repo / f"data/{stage}/diagnosis.json").read_text())["verdict"]
-        assert read_csv(repo / f"data/{stage}/lr_find.csv")  # may stop early when the loss diverges
+        live = json.loads((project / f"data/{stage}/live/metrics.json").read_text())
+        last = read_csv(project / f"data/{stage}/history.csv")[-1]
+        n_valid = sum(r["split"] == "valid" for r in read_csv(project / manifest))
+        count_of(live["error_rate"], n_valid)
+        assert live["error_rate"] == pytest.approx(float(last["error_rate"]))
+        assert live["accuracy"] == pytest.approx(1 - live["error_rate"])
+        assert live["lr"] == params["lr"]
 
-    candidates = read_csv(repo / "data/interpret/candidates.csv")
+        diagnosis = json.loads((project / f"data/{stage}/diagnosis.json").read_text())
+        assert diagnosis["verdict"] == live["diagnosis"] and diagnosis["advice"] == ADVICE[diagnosis["verdict"]]
+
+        curve = read_csv(project / f"data/{stage}/lr_find.csv")  # may stop early when the loss diverges
+        lrs = [float(r["lr"]) for r in curve]
+        assert 1 <= len(lrs) <= params["lr_find_iters"] and lrs == sorted(lrs)
+        assert lrs[0] <= live["lr_suggested"] <= lrs[-1]
+        assert live["lr_min"] == pytest.approx(min(live["lr_suggested"], params["lr"] / 10))
+
+
+def test_cleaning_and_evaluation_outputs(project: Path):
+    manifest = read_csv(project / "data/manifest.csv")
+    candidates = read_csv(project / "data/interpret/candidates.csv")
     group = {"likely_out_of_place": 0, "likely_mislabeled": 1, "": 2}
     order = [(group[c["reason"]], -float(c["ood_score" if c["reason"] == "likely_out_of_place" else "score"]))
              for c in candidates]
     assert order == sorted(order)  # out of place, then mislabeled, then the rest; most suspicious first
     assert len(candidates) == sum(r["split"] != "test" for r in manifest)
     for png in ("confusion.png", "top_losses.png"):
-        assert (repo / "data/interpret" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (project / "data/interpret" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    metrics = json.loads((repo / "data/evaluate/metrics.json").read_text())
+    metrics = json.loads((project / "data/evaluate/metrics.json").read_text())
+    test = [r for r in read_csv(project / "data/clean/manifest.csv") if r["split"] == "test"]
+    assert metrics["test_images"] == len(test)
     for model in ("before", "after"):
-        assert 0 <= metrics[model]["accuracy"] <= 1
+        count_of(metrics[model]["accuracy"], len(test))
+        assert metrics[model]["error_rate"] == pytest.approx(1 - metrics[model]["accuracy"])
         assert set(metrics[model]["per_class"]) == {"eight", "three"}
-        assert 0 <= metrics[model]["true_label_accuracy"] <= 1
+    # the retrained model's answers, one row per test image in order: its scores follow from them
+    answers = read_csv(project / "data/evaluate/confusion.csv")
+    assert [a["actual"] for a in answers] == [r["label"] for r in test]
+    assert metrics["after"]["accuracy"] == pytest.approx(sum(a["actual"] == a["predicted"] for a in answers) / len(test))
+    truth = truth_by_stem(project / "data/web/ground_truth.csv")
+    true_class = [truth.get(Path(r["path"]).stem, {}).get("true_class") for r in test]
+    known = [(t, a["predicted"]) for t, a in zip(true_class, answers) if t]
+    assert metrics["after"]["true_label_accuracy"] == pytest.approx(sum(t == p for t, p in known) / len(known))
     assert metrics["cleaning"]["mislabeled_in_data"] > 0
 
 
