@@ -98,7 +98,7 @@ def score_ranking(rankings: list[dict], name: str, mislabeled: np.ndarray, out_o
     ood = np.array([float(r[f"ood_{source}"]) for r in rankings])
     flagged, set_aside = reason != "", reason == OUT_OF_PLACE
     top_n = order < faulty.sum()
-    mislabel_order = np.where(set_aside, len(order), order)
+    mislabel_order = np.where(set_aside, len(order), order)  # set-aside images move behind the rest
     top_mislabel = first(mislabel_order, int(mislabeled.sum())) & ~set_aside
     top_ood = first(-ood, int(out_of_place.sum()))
     return {
