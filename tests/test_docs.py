@@ -127,3 +127,19 @@ def test_page_commands_run_on_the_tiny_project(page: Path, project: Path, tmp_pa
         proc = subprocess.run(["bash", "-c", command], cwd=repo, env=dvc_env(), capture_output=True,
                               text=True, timeout=600)
         assert proc.returncode == 0, f"{page.name}: {command!r} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+def test_readme_layout_names_every_module():
+    layout = page_section(ROOT / "README.md", "## Layout")
+    modules = {p.stem for p in (ROOT / "bearid").glob("*.py") if p.stem != "__init__"}
+    named = set(re.findall(r"\b(\w+)\b", layout))
+    assert modules - named == set(), "add them to README.md's Layout"
+
+
+def page_section(page: Path, heading: str) -> str:
+    """The text under `heading`, up to the next heading of the same level."""
+    text = page.read_text()
+    start = text.index(heading + "\n") + len(heading)
+    level = heading.split(" ")[0] + " "
+    end = text.find("\n" + level, start)
+    return text[start:end if end != -1 else len(text)]
