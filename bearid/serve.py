@@ -219,34 +219,3 @@ def main(argv: list[str]) -> int:
         return 2
     uvicorn.run(create_app(config), host=host, port=port, log_level="info")
     return 0
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>bearid: {{model}}</title><link rel="icon" href="data:,">
-<style>body{font:16px system-ui;max-width:40em;margin:2em auto}img{max-width:16em;display:block;margin:1em 0}
-td{padding:.2em .6em}.bar{background:#4a8;height:.8em}</style></head>
-<body><h1>What is it?</h1>
-<form id="form"><input type="file" name="file" accept="image/*" required> <button>Predict</button></form>
-<img id="preview" alt="" hidden><div id="out"></div>
-<script>
-const form = document.getElementById("form"), out = document.getElementById("out");
-form.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const file = form.file.files[0], preview = document.getElementById("preview");
-  preview.src = URL.createObjectURL(file); preview.hidden = false;
-  out.textContent = "…";
-  const response = await fetch("predict", {method: "POST", body: new FormData(form)});
-  const answer = await response.json();
-  if (!response.ok) { out.textContent = "Error: " + answer.error; return; }
-  const table = document.createElement("table");
-  for (const {label, probability} of answer.predictions) {
-    const row = table.insertRow(), pct = (100 * probability).toFixed(1) + "%";
-    row.insertCell().textContent = label;
-    row.insertCell().textContent = pct;
-    const bar = document.createElement("div"); bar.className = "bar"; bar.style.width = pct;
-    const cell = row.insertCell(); cell.style.width = "12em"; cell.append(bar);
-  }
-  out.replaceChildren(table);
-});
-</script></body></html>
-"""

@@ -37,7 +37,7 @@ import scipy.fftpack  # noqa: F401 - imagehash.phash imports it on first use: he
 from PIL import Image, ImageOps
 
 from .atomic import write_csv, write_json
-from .download import sniff_ext
+from .images import SNIFF_BYTES, sniff_ext
 from .params import VerifyParams
 from .progress import track
 
@@ -188,7 +188,7 @@ def check_file(src: Path, cls: str, out_dir: Path, p: VerifyParams) -> Check:
         return _reject(src, cls, "decompression_bomb", f"verify.max_pixels={p.max_pixels}: {e}")
     except Image.UnidentifiedImageError:
         with open(src, "rb") as f:
-            ext = sniff_ext(f.read(32))
+            ext = sniff_ext(f.read(SNIFF_BYTES))
         if ext:  # an image signature, then a header no decoder accepts
             return _reject(src, cls, "corrupt", f"{ext[1:]} signature, unreadable header")
         return _reject(src, cls, "not_an_image")
