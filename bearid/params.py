@@ -93,7 +93,7 @@ class DownloadParams:
     backoff: float = 0.5  # first wait in seconds before a retry, doubled per retry
     max_bytes: int = 20_000_000
     max_redirects: int = 5
-    allow_file: bool = True  # accept file: URLs (the demo and local `files` lists)
+    file_dir: str = "data/web"  # file: URLs are read only inside this folder ("" = none); default: the demo's
 
     def check(self, key: str) -> None:
         _range(f"{key}.workers", self.workers, 1, 256)
@@ -105,6 +105,9 @@ class DownloadParams:
         _range(f"{key}.backoff", self.backoff, 0.0, 60)
         _range(f"{key}.max_bytes", self.max_bytes, 1, 10**10)
         _range(f"{key}.max_redirects", self.max_redirects, 0, 30)
+        if self.file_dir and Path(self.file_dir).resolve() == Path(self.file_dir).resolve().parent:
+            raise ParamsError(f"{key}.file_dir: {self.file_dir!r} is the file system's root; name the folder "
+                              "that holds your local images")
 
 
 @dataclass(frozen=True)

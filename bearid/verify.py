@@ -36,7 +36,7 @@ import numpy as np
 import scipy.fftpack  # noqa: F401 - imagehash.phash imports it on first use: here, forked workers inherit it
 from PIL import Image, ImageOps
 
-from .atomic import write_csv, write_json
+from .atomic import atomic_write_bytes, write_csv, write_json
 from .images import SNIFF_BYTES, sniff_ext
 from .params import VerifyParams
 from .progress import track
@@ -205,30 +205,10 @@ def check_file(src: Path, cls: str, out_dir: Path, p: VerifyParams) -> Check:
     image.save(buf, format="JPEG", quality=JPEG_QUALITY)
     dst = out_dir / cls / f"{src.stem}.jpg"
     data = buf.getbuffer()
-    write_atomic(dst, data)
+    atomic_write_bytes(dst, data, fsync=False)
     sha = hashlib.sha256(data).hexdigest()[:16]  # the encoder is deterministic: same pixels, same bytes
     return Check(src.as_posix(), cls, "ok", "ok", note, image.width, image.height, dst.as_posix(), sha,
                  phash(image))
-
-
-def write_atomic(dst: Path, data) -> None:
-    """Write to a temp name beside dst, then rename: a kill leaves the old file or none, never half of one."""
-    tmp = dst.parent / f".{dst.name}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    except FileNotFoundError:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, dst)
 
 
 def _check(args: tuple) -> Check:

@@ -6,12 +6,18 @@ server; the module tests cover the ordinary behaviour of each part.
 
 from __future__ import annotations
 
+import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from bearid import download, sources
+from bearid.atomic import read_csv
+from bearid.params import DownloadParams, FetchParams
+from http_fixtures import HTML, PNG, serve
 from test_review import CLASSES, app_for, client_for, project  # noqa: F401 - the fixture
 
 CANDIDATE = "data/images/grizzly/0.png"
@@ -88,3 +94,89 @@ def test_parallel_set_and_undo_of_one_path_answer_json(project):
     assert failures == []
     rows = (project / "cleaning/decisions.csv").read_text().splitlines()
     assert rows[:2] == ["path,action,label", "data/images/old.png,delete,"]  # the earlier decision survives
+
+
+# --- URL lists ---------------------------------------------------------------------------------
+
+QUICK = DownloadParams(workers=4, connect_timeout=1.0, read_timeout=1.0, deadline=2.0, retries=0)
+SECRET = b"root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n"
+
+
+def downloaded(tmp_path: Path, urls: list[str], p: DownloadParams = QUICK) -> list[download.Result]:
+    """download_all in a thread that must end within 30 s: a hang fails the test instead of the suite."""
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(download.download_all(
+        {"c": urls}, tmp_path / "raw", tmp_path / "download.csv", p, metrics=tmp_path / "metrics.json")))
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "download hung past download.deadline"
+    return out[0]
+
+
+def everything_written(tmp_path: Path) -> bytes:
+    return b"".join(f.read_bytes() for f in sorted(tmp_path.rglob("*")) if f.is_file() and f.suffix != ".png")
+
+
+def test_local_files_outside_the_web_folder_are_never_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/web").mkdir(parents=True)
+    (tmp_path / "data/web/a.png").write_bytes(PNG)
+    (tmp_path / "shadow").write_bytes(SECRET)
+    (tmp_path / "data/web/link.png").symlink_to(tmp_path / "shadow")  # a link out of the folder
+    results = downloaded(tmp_path / "out", ["file:data/web/a.png", f"file://{tmp_path}/shadow",
+                                            "file:data/web/../../shadow", "file:data/web/link.png",
+                                            "file:///proc/self/environ"], DownloadParams(deadline=2.0))
+    assert [(r.status, r.reason) for r in results] == [("ok", "ok")] + [("failed", "outside_file_dir")] * 4
+    assert b"hashhashhash" not in everything_written(tmp_path / "out")
+
+
+def test_non_image_local_file_leaves_no_byte_in_any_output(tmp_path):
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web/notes.jpg").write_bytes(SECRET)
+    (tmp_path / "web/page.jpg").write_bytes(HTML)
+    results = downloaded(tmp_path / "out", [f"file://{tmp_path}/web/notes.jpg", f"file://{tmp_path}/web/page.jpg"],
+                         replace(QUICK, file_dir=str(tmp_path / "web")))
+    assert [(r.reason, r.detail) for r in results] == [
+        ("not_an_image", "no known image signature (Content-Type none)"),
+        ("not_an_image", "an HTML page (Content-Type none)")]
+    written = everything_written(tmp_path / "out")
+    assert b"hashhashhash" not in written and b"404 Not Found" not in written
+
+
+def test_a_fifo_is_refused_within_the_deadline(tmp_path):
+    (tmp_path / "web").mkdir()
+    os.mkfifo(tmp_path / "web/pipe.jpg")  # opened for reading, it would block until a writer comes
+    results = downloaded(tmp_path / "out", [f"file://{tmp_path}/web/pipe.jpg"],
+                         replace(QUICK, file_dir=str(tmp_path / "web")))
+    assert (results[0].reason, results[0].detail) == ("file_unreadable", f"{tmp_path}/web/pipe.jpg: not a regular file")
+
+
+def test_credentials_in_urls_are_never_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with serve() as web:
+        host = web.url.split("//")[1]
+        results = downloaded(tmp_path / "out", [f"http://alice:hunter2@{host}/bear.png",
+                                                f"http://bob:s3cret@{host}/nothing.jpg"])
+        sent = [h.get("Authorization") for h in web.headers]
+    assert [(r.url, r.reason) for r in results] == [(f"{web.url}/bear.png", "ok"), (f"{web.url}/nothing.jpg", "http_404")]
+    assert sent == [None, None]
+    written = everything_written(tmp_path / "out")
+    assert b"hunter2" not in written and b"s3cret" not in written and b"alice" not in written
+
+
+def test_url_list_with_credentials_and_bad_bytes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "urls").mkdir()
+    (tmp_path / "urls/grizzly.txt").write_bytes(b"https://u:pw@a.example/1.jpg\nhttps://b.example/\xe9.jpg\n"
+                                                b"https://c.example/3.jpg\n")
+    (tmp_path / "urls/black.txt").write_bytes(b"https://d.example/4.jpg\n")
+    hits = sources.from_files(FetchParams(source="files", classes=["grizzly", "black"], files_dir="urls"))
+    assert [h.url for h in hits["grizzly"]] == ["https://a.example/1.jpg", "https://c.example/3.jpg"]
+    log = capsys.readouterr()
+    assert "urls/grizzly.txt:2: byte 0xe9 is not UTF-8" in log.out + log.err and "pw" not in log.out + log.err
+
+
+def test_report_of_a_list_from_the_web_has_no_local_path_in_it(tmp_path):
+    results = downloaded(tmp_path / "out", ["file:///etc/passwd"], replace(QUICK, file_dir=""))
+    assert (results[0].reason, results[0].status) == ("scheme_not_allowed", "failed")
+    assert read_csv(tmp_path / "out/download.csv")[0]["reason"] == "scheme_not_allowed"
