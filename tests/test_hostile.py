@@ -6,15 +6,27 @@ server; the module tests cover the ordinary behaviour of each part.
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import httpx
+from PIL import Image
 from starlette.testclient import TestClient
 
 from bearid import download, sources
+from bearid.export import META, WEIGHTS, meta_hash
+from bearid.predict_cli import main as predict_main
 from bearid.atomic import read_csv
 from bearid.params import DownloadParams, FetchParams
 from http_fixtures import HTML, PNG, serve
@@ -180,3 +192,124 @@ def test_report_of_a_list_from_the_web_has_no_local_path_in_it(tmp_path):
     results = downloaded(tmp_path / "out", ["file:///etc/passwd"], replace(QUICK, file_dir=""))
     assert (results[0].reason, results[0].status) == ("scheme_not_allowed", "failed")
     assert read_csv(tmp_path / "out/download.csv")[0]["reason"] == "scheme_not_allowed"
+
+
+# --- the model folder --------------------------------------------------------------------------
+
+def tampered(model_dir: Path, tmp_path: Path, change, rehash: bool = False) -> Path:
+    """A copy of the exported model with model.json changed by `change(meta)`."""
+    out = tmp_path / "model"
+    shutil.copytree(model_dir, out)
+    meta = json.loads((out / META).read_text())
+    change(meta)
+    if rehash:
+        meta["meta_sha256"] = meta_hash(meta)
+    (out / META).write_text(json.dumps(meta))
+    return out
+
+
+@pytest.mark.parametrize("change, rehash, words", [
+    (lambda m: m["classes"].reverse(), False, "changed after export"),  # labels swapped, hash kept
+    (lambda m: m.pop("meta_sha256"), False, "meta_sha256 is null"),
+    (lambda m: m.pop("format"), False, "format None"),
+    (lambda m: m.update(format=99), False, "format 99"),
+    (lambda m: m.update(classes="grizzly"), True, "classes is \"grizzly\""),
+    (lambda m: m.update(classes=["a", "a", "b"]), True, "distinct class names"),
+    (lambda m: m.update(img_size="big"), True, "img_size"),
+    (lambda m: m.update(std=[0, 1, 1]), True, "three positive numbers"),
+    (lambda m: m.update(arch="nosuchnet"), True, "unknown architecture 'nosuchnet'"),
+    (lambda m: m.update(classes=m["classes"] + ["extra"]), True, "does not fit"),
+    (lambda m: m.update(weights_sha256="0" * 64), True, "from different exports"),
+    (lambda m: m.update(params=[]), True, "params"),
+])
+def test_malformed_model_json_is_refused_in_one_line(model_dir, tmp_path, capsys, change, rehash, words):
+    out = tampered(model_dir, tmp_path, change, rehash)
+    image = tmp_path / "x.png"
+    from PIL import Image
+    Image.new("RGB", (20, 20), (9, 99, 9)).save(image)
+    assert predict_main([str(image), "--model", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and words in captured.err and "Traceback" not in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_model_json_that_is_not_json(model_dir, tmp_path, capsys):
+    out = tmp_path / "model"
+    shutil.copytree(model_dir, out)
+    (out / META).write_bytes(b"\xff{not json")
+    (out / WEIGHTS).write_bytes(b"")
+    assert predict_main([str(tmp_path), "--model", str(out)]) == 2
+    assert "not readable JSON" in capsys.readouterr().err
+
+
+# --- the server under large-pixel uploads --------------------------------------------------------
+
+DECODE_MB = 256
+SLACK_MB = 200  # allocator and HTTP buffers: the stated ceiling is baseline + DECODE_MB + SLACK_MB
+
+
+def png(size: tuple[int, int], color=(90, 140, 200)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc: this test needs Linux")
+
+
+@pytest.fixture
+def server_process(model_dir):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "bearid.cli", "serve", "--model", str(model_dir), "--port",
+                             str(port), "--max-decode-mb", str(DECODE_MB), "--decoders", "2", "--threads", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        try:
+            httpx.get(f"{url}/health", timeout=2).raise_for_status()
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "bearid serve did not start within 120 s"
+            time.sleep(0.2)
+    yield proc, url
+    proc.kill()
+    proc.wait(10)
+
+
+def test_large_pixel_uploads_stay_within_the_memory_ceiling(server_process):
+    proc, url = server_process
+    huge = png((9000, 9000))  # a few hundred KB of PNG, 243 MB of RGB pixels
+    large = png((4000, 4000))  # 16 Mpx: just within the per-upload budget of 256 MB / 2 decoders
+    post = lambda data: httpx.post(f"{url}/predict", files={"file": ("x.png", data, "image/png")}, timeout=120)
+    assert post(png((64, 64))).status_code == 200
+    baseline = peak_rss_mb(proc.pid)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, [huge, large] * 4))
+    assert [r.status_code for r in answers] == [413, 200] * 4, [r.text for r in answers]
+    assert "9000x9000 pixels is more than this server decodes" in answers[0].json()["error"]
+    peak = peak_rss_mb(proc.pid)
+    print(f"server peak RSS {baseline:.0f} MB after start, {peak:.0f} MB after 8 concurrent uploads; "
+          f"ceiling {baseline + DECODE_MB + SLACK_MB:.0f} MB")
+    assert peak < baseline + DECODE_MB + SLACK_MB
+
+
+def test_jpeg_is_scaled_on_load_and_png_refused_above_the_budget(model_dir):
+    from bearid.predict import BadImage, Predictor
+
+    predictor = Predictor(model_dir)
+    buf = io.BytesIO()
+    Image.new("RGB", (4000, 4000), (30, 60, 90)).save(buf, format="JPEG")
+    budget = 1_000_000  # a JPEG is DCT-scaled to 500x500 before decoding, so it fits
+    assert predictor.decode(buf.getvalue(), budget).shape == (3, predictor.size, predictor.size)
+    with pytest.raises(BadImage) as e:
+        predictor.decode(png((4000, 4000)), budget)
+    assert e.value.kind == "over_budget" and "4000x4000 pixels" in str(e.value)

@@ -68,7 +68,9 @@ def post(client: TestClient, data: bytes, name: str = "x.png", **kwargs) -> http
 def test_index_page(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert '<input type="file" name="file"' in r.text and 'fetch("predict"' in r.text
+    assert '<input type="file" name="file"' in r.text and '<script src="static/serve.js">' in r.text
+    script = client.get("/static/serve.js")
+    assert script.status_code == 200 and 'fetch("predict"' in script.text
 
 
 def test_health(client, model_dir):
@@ -234,7 +236,7 @@ def test_serve_args(tmp_path, capsys):
     assert config.model == tmp_path and config.max_batch == 4 and config.max_upload_mb == 10
     assert (host, port) == ("127.0.0.1", 8123)
     assert main(["--model", str(tmp_path)]) == 2
-    assert "no exported model" in capsys.readouterr().err
+    assert "model.json: not found; export a model first" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_args(["--max-batch", "0"])
 
