@@ -115,7 +115,7 @@ class VerifyParams:
     max_size: int = 64
     workers: int = 2
     min_size: int = 16  # reject images whose shorter side is below this
-    max_pixels: int = 50_000_000  # larger images are rejected as decompression bombs
+    max_pixels: int = 50_000_000  # larger images are rejected as decompression bombs (at most Pillow's 2 x 89.5 M)
     animated: Literal["first", "reject"] = "first"
     near_dup_distance: int = 3  # pHash bits that may differ between near-duplicates (demo digits: >= 4)
     resample: Literal["bilinear", "bicubic", "lanczos"] = "bilinear"  # Pillow's antialiased downscaling filter
@@ -124,7 +124,7 @@ class VerifyParams:
         _range(f"{key}.max_size", self.max_size, 8, 10_000)
         _range(f"{key}.workers", self.workers, 1, 64)
         _range(f"{key}.min_size", self.min_size, 1, 10_000)
-        _range(f"{key}.max_pixels", self.max_pixels, 64, 10**10)
+        _range(f"{key}.max_pixels", self.max_pixels, 64, 2 * 89_478_485)  # Pillow refuses more, whatever we say
         _range(f"{key}.near_dup_distance", self.near_dup_distance, 0, 32)
 
 

@@ -313,3 +313,34 @@ def test_jpeg_is_scaled_on_load_and_png_refused_above_the_budget(model_dir):
     with pytest.raises(BadImage) as e:
         predictor.decode(png((4000, 4000)), budget)
     assert e.value.kind == "over_budget" and "4000x4000 pixels" in str(e.value)
+
+
+# --- a killed verify stage ----------------------------------------------------------------------
+
+def test_killed_verify_leaves_no_worker_running(tmp_path):
+    import psutil
+
+    raw = tmp_path / "data/raw/c"
+    raw.mkdir(parents=True)
+    tile = png((900, 700), (10, 200, 30))
+    for i in range(400):
+        (raw / f"{i:04d}.png").write_bytes(tile[:-12] + i.to_bytes(4, "big") + tile[-8:])  # distinct files
+    (tmp_path / "params.yaml").write_text("verify: {workers: 2, max_size: 64}\n")
+    root = Path(__file__).resolve().parents[1]
+    stage = subprocess.Popen([sys.executable, "-m", "stages.verify"], cwd=tmp_path,
+                             env={**os.environ, "PYTHONPATH": str(root)},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    workers: list = []
+    while len(workers) < 2:
+        assert stage.poll() is None and time.monotonic() < deadline, "verify ended before its workers were seen"
+        workers = psutil.Process(stage.pid).children(recursive=True)
+        time.sleep(0.05)
+    time.sleep(0.5)
+    stage.kill()
+    stage.wait(10)
+    gone, alive = psutil.wait_procs(workers, timeout=5)
+    assert alive == [], f"workers outlived the killed stage: {alive}"
+    written = sorted((tmp_path / "data/images").rglob("*"))
+    time.sleep(1)
+    assert sorted((tmp_path / "data/images").rglob("*")) == written  # nothing writes any more
