@@ -136,6 +136,9 @@ class SplitParams:
 
     def check(self, key: str) -> None:
         _range(f"{key}.valid_pct", self.valid_pct, 0.01, 0.98)
+        if self.test_pct <= 0:
+            raise ParamsError(f"{key}.test_pct: {self.test_pct!r} leaves no test images, and the evaluate stage "
+                              "scores both models on them; use e.g. 0.15")
         _range(f"{key}.test_pct", self.test_pct, 0.0, 0.98)
         if self.valid_pct + self.test_pct >= 1:
             raise ParamsError(f"{key}.valid_pct + {key}.test_pct = {self.valid_pct + self.test_pct:g}: "
@@ -155,6 +158,33 @@ class DiagnoseParams:
         _range(f"{key}.min_improvement", self.min_improvement, 0.0, 1.0)
         _range(f"{key}.worsen_tolerance", self.worsen_tolerance, 0.0, 1.0)
         _range(f"{key}.underfit_ratio", self.underfit_ratio, 1.0, 1e6)
+
+
+# train.aug: fastai aug_transforms arguments that make sense as params, each with its allowed values
+AUG_RULES: dict[str, tuple] = {
+    "mult": (0.0, 10.0), "max_rotate": (0.0, 180.0), "min_zoom": (0.1, 10.0), "max_zoom": (0.1, 10.0),
+    "max_lighting": (0.0, 0.99), "max_warp": (0.0, 0.99), "p_affine": (0.0, 1.0), "p_lighting": (0.0, 1.0),
+    "min_scale": (0.01, 1.0), "do_flip": (False, True), "flip_vert": (False, True),
+    "pad_mode": ("zeros", "border", "reflection"),
+}
+
+
+def check_aug(key: str, aug: dict) -> None:
+    """Each aug_transforms argument known and in range, so that a typo fails before training."""
+    unknown = sorted(set(aug) - set(AUG_RULES))
+    if unknown:
+        raise ParamsError(f"{key}: unknown aug_transforms arguments {unknown}; allowed: {sorted(AUG_RULES)}")
+    for name, value in aug.items():
+        rule = AUG_RULES[name]
+        if isinstance(rule[0], bool) or isinstance(rule[0], str):
+            if value not in rule or type(value) is not type(rule[0]):
+                raise ParamsError(f"{key}.{name}: {value!r} must be one of {list(rule)}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{key}.{name}: {value!r} must be a number")
+        else:
+            _range(f"{key}.{name}", value, *rule)
+    if aug.get("min_zoom", 1.0) > aug.get("max_zoom", 1.1):
+        raise ParamsError(f"{key}: min_zoom {aug.get('min_zoom', 1.0)} is above max_zoom {aug.get('max_zoom', 1.1)}")
 
 
 @dataclass(frozen=True)
@@ -181,7 +211,7 @@ class TrainParams:
     diagnose: DiagnoseParams = field(default_factory=DiagnoseParams)
 
     def check(self, key: str) -> None:
-        from .archs import ARCHS, AUG_KEYS  # torch-heavy: only stages that train pay for it
+        from .archs import ARCHS  # torch-heavy: only stages that train pay for it
 
         if self.arch not in ARCHS:
             raise ParamsError(f"{key}.arch: unknown architecture {self.arch!r}; one of {sorted(ARCHS)}")
@@ -200,10 +230,7 @@ class TrainParams:
         _range(f"{key}.lr_find_iters", self.lr_find_iters, 20, 1000)
         _range(f"{key}.wd", self.wd, 0.0, 10.0)
         _range(f"{key}.ps", self.ps, 0.0, 0.99)
-        unknown = sorted(set(self.aug) - AUG_KEYS)
-        if unknown:
-            raise ParamsError(f"{key}.aug: unknown aug_transforms arguments {unknown}; "
-                              f"allowed: {sorted(AUG_KEYS)}")
+        check_aug(f"{key}.aug", self.aug)
         if isinstance(self.mixed_precision, str) and self.mixed_precision != "auto":
             raise ParamsError(f"{key}.mixed_precision: {self.mixed_precision!r} must be auto, true or false")
         _range(f"{key}.num_workers", self.num_workers, 0, 64)
@@ -302,12 +329,25 @@ SECTIONS: dict[str, type] = {
 
 
 def load(section: str, path: Path | str = PARAMS_FILE) -> Any:
-    """Read one section of params.yaml into its validated dataclass."""
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+    """Read one section of params.yaml into its validated dataclass.
+
+    train and retrain are checked together: retrain's overrides must make valid
+    train params, and that should fail when train starts, not an hour later.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found; run stages from the project folder (where params.yaml is)") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ParamsError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected sections (fetch:, download:, ...), got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ParamsError(f"{path}: unknown sections {unknown}; allowed: {sorted(SECTIONS)}")
+    if section in ("train", "retrain"):
+        parse("retrain", raw.get("retrain") or {}).apply(parse("train", raw.get("train") or {}))
     return parse(section, raw.get(section) or {})
 
 

@@ -344,3 +344,64 @@ def test_killed_verify_leaves_no_worker_running(tmp_path):
     written = sorted((tmp_path / "data/images").rglob("*"))
     time.sleep(1)
     assert sorted((tmp_path / "data/images").rglob("*")) == written  # nothing writes any more
+
+
+# --- params and training -------------------------------------------------------------------------
+
+from bearid import params as params_module  # noqa: E402
+from bearid import training  # noqa: E402
+from bearid.params import ParamsError  # noqa: E402
+from test_training import TINY, digits  # noqa: E402,F401 - the fixture
+
+
+@pytest.mark.parametrize("text, section, words", [
+    ("train: {aug: {max_rotate: lots}}\n", "train", "train.aug.max_rotate: 'lots' must be a number"),
+    ("train: {aug: {do_flip: 1}}\n", "train", "train.aug.do_flip: 1 must be one of [False, True]"),
+    ("train: {aug: {pad_mode: mirror}}\n", "train", "train.aug.pad_mode: 'mirror' must be one of"),
+    ("train: {aug: {min_zoom: 2.0, max_zoom: 1.5}}\n", "train", "min_zoom 2.0 is above max_zoom 1.5"),
+    ("split: {test_pct: 0}\n", "split", "split.test_pct: 0.0 leaves no test images"),
+    ("train: {epochs: 3\n", "train", "not valid YAML"),
+    ("retrain: {overrides: {batch_size: -1}}\n", "train", "retrain.overrides.batch_size: -1 is out of range"),
+    ("retrain: {overrides: {aug: {max_warp: 5}}}\n", "train", "retrain.overrides.aug.max_warp: 5 is out of range"),
+])
+def test_bad_params_fail_before_the_first_stage_that_reads_them(tmp_path, text, section, words):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError) as e:
+        params_module.load(section, path)
+    assert words in str(e.value)
+
+
+def test_a_yaml_error_in_a_stage_outside_dvc_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("split: [valid_pct: 0.2\n")
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-m", "stages.split"], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("split: error: params.yaml: not valid YAML")
+
+
+def test_batch_size_above_the_training_set_fails_before_training(tmp_path):
+    from bearid.atomic import write_csv
+
+    write_csv(tmp_path / "manifest.csv", [{"path": f"{i}.png", "label": "ab"[i % 2], "split": "train" if i < 6 else "valid"}
+                                          for i in range(8)], ["path", "label", "split"])
+    p = params_module.parse("train", {"batch_size": 16})
+    with pytest.raises(ParamsError, match="batch_size 16 is more than the 6 training images"):
+        training.train_run(tmp_path / "manifest.csv", p, tmp_path / "out", "train")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_train_run_that_dies_leaves_no_metrics_that_look_real(digits, monkeypatch):
+    """Killed after its epochs were logged but before it finished: no live/metrics.json at all."""
+    monkeypatch.chdir(digits)
+    p = params_module.parse("train", {**TINY, "freeze_epochs": 0, "epochs": 1})
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # what the process sees of a kill, as far as files go: nothing more is written
+
+    monkeypatch.setattr(training.diagnosis, "diagnose", killed)
+    with pytest.raises(KeyboardInterrupt):
+        training.train_run(Path("manifest.csv"), p, Path("killed"), "train")
+    assert (digits / "killed/.live.partial/metrics.json").is_file()  # DVCLive did write, elsewhere
+    assert not (digits / "killed/live").exists()
