@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,7 +56,7 @@ class ServeConfig:
     max_wait_ms: float = 5.0
     max_upload_mb: float = 10.0
     top_k: int = 5
-    threads: int | None = None
+    threads: int | None = max(1, (os.cpu_count() or 2) // 2)  # half the cores: HTTP and decoding need the rest
     max_decode_mb: float = 256.0  # memory for the uploads being decoded at once
     decoders: int = 2  # uploads decoded at once; more wait their turn
 
@@ -211,7 +212,8 @@ def parse_args(argv: list[str]) -> tuple[ServeConfig, str, int]:
                     help="how long the first request of a batch waits for others")
     ap.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb)
     ap.add_argument("--top-k", type=int, default=d.top_k, help="classes per answer unless ?top_k= says")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=d.threads,
+                    help="torch threads for the forward passes (default %(default)s: half the cores)")
     ap.add_argument("--max-decode-mb", type=float, default=d.max_decode_mb,
                     help="memory for decoding the uploads in flight; sets the pixel budget (default %(default)s)")
     ap.add_argument("--decoders", type=int, default=d.decoders, help="uploads decoded at once (default %(default)s)")

@@ -30,9 +30,15 @@ from bearid.predict_cli import main as predict_main
 from bearid.atomic import read_csv
 from bearid.params import DownloadParams, FetchParams
 from http_fixtures import HTML, PNG, serve
-from test_review import CLASSES, app_for, client_for, project  # noqa: F401 - the fixture
+from test_review import app_for, client_for, make_project
 
 CANDIDATE = "data/images/grizzly/0.png"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """test_review's project: five candidates and one earlier decision."""
+    return make_project(tmp_path)
 
 
 # --- the review page -------------------------------------------------------------------------
@@ -351,7 +357,12 @@ def test_killed_verify_leaves_no_worker_running(tmp_path):
 from bearid import params as params_module  # noqa: E402
 from bearid import training  # noqa: E402
 from bearid.params import ParamsError  # noqa: E402
-from test_training import TINY, digits  # noqa: E402,F401 - the fixture
+from test_training import TINY, make_digits  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> Path:
+    return make_digits(tmp_path_factory.mktemp("digits"))
 
 
 @pytest.mark.parametrize("text, section, words", [

@@ -24,6 +24,10 @@ CLASSES = ["grizzly", "black", "teddy"]
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path)
+
+
+def make_project(tmp_path: Path) -> Path:
     """Five candidate images (thumbnails under data/interpret/thumbs), an earlier decision for another image."""
     rows = []
     for i in range(5):

@@ -10,6 +10,7 @@ import struct
 import threading
 import time
 import zlib
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -313,3 +314,16 @@ def test_upload_page_in_a_browser(server, page, tmp_path):
     page.click("button")
     page.wait_for_selector("#out:has-text('Error: not an image')")
     assert all("status of 415" in e for e in page.errors)  # only the refused upload
+
+
+def test_pages_are_package_data():
+    """Every template and static file is matched by pyproject's package-data, so `pip install .` ships it."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["bearid"]
+    files = [f.relative_to(root / "bearid").as_posix() for d in ("templates", "static")
+             for f in (root / "bearid" / d).iterdir()]
+    assert {"templates/review.html", "templates/serve.html", "static/review.js", "static/serve.js"} <= set(files)
+    assert [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)] == []
