@@ -6,7 +6,7 @@ and writes each decision (keep, delete, relabel) at once, atomically, into the
 git-tracked decisions file that the clean stage reads; a server killed between
 clicks loses nothing. Images are served only from inside the data folder.
 
-    bearid review [--port 8001] [--host 127.0.0.1] [--page-size 12]
+    bearid review [--port 8001] [--host 127.0.0.1] [--allow-host NAME] [--page-size 12]
 """
 
 from __future__ import annotations

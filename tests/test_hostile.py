@@ -30,7 +30,7 @@ from bearid.predict_cli import main as predict_main
 from bearid.atomic import read_csv
 from bearid.params import DownloadParams, FetchParams
 from http_fixtures import HTML, PNG, serve
-from test_review import app_for, client_for, make_project
+from test_review import CLASSES, app_for, client_for, make_project
 
 CANDIDATE = "data/images/grizzly/0.png"
 
@@ -92,6 +92,26 @@ def test_rebound_host_cannot_read_candidates(project):
     ok = client_for(project).post("/api/decisions", json={"path": CANDIDATE, "action": "keep"},
                                   headers={"origin": "http://127.0.0.1:8001"})
     assert ok.status_code == 200  # the page's own origin
+
+
+def test_review_binds_to_this_machine_unless_told_and_warns_when_told(project, monkeypatch, capsys):
+    import uvicorn
+
+    from bearid import review
+
+    (project / "params.yaml").write_text(f"fetch: {{source: files, classes: {CLASSES}}}\n")
+    monkeypatch.chdir(project)
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
+    assert review.main([]) == 0
+    assert started[-1][1]["host"] == "127.0.0.1" and "warning" not in capsys.readouterr().err
+    assert review.main(["--host", "0.0.0.0", "--allow-host", "bears.lan"]) == 0
+    assert started[-1][1]["host"] == "0.0.0.0"
+    assert "warning: listening on 0.0.0.0, not only on this machine" in capsys.readouterr().err
+    client = TestClient(started[-1][0], base_url="http://bears.lan:8001")
+    assert client.get("/api/candidates").status_code == 200
+    other = TestClient(started[-1][0], base_url="http://elsewhere.example:8001")
+    assert other.get("/api/candidates").status_code == 403
 
 
 def test_parallel_set_and_undo_of_one_path_answer_json(project):
