@@ -8,9 +8,6 @@ from fastai.vision.learner import create_body, model_meta
 from torch import nn
 
 ARCHS: dict[str, Callable] = {f.__name__: f for f in model_meta}
-# aug_transforms arguments that make sense as params (plain numbers, flags, names)
-AUG_KEYS = frozenset({"mult", "do_flip", "flip_vert", "max_rotate", "min_zoom", "max_zoom",
-                      "max_lighting", "max_warp", "p_affine", "p_lighting", "pad_mode", "min_scale"})
 
 
 def bare_model(arch: Callable) -> nn.Module:

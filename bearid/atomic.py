@@ -1,6 +1,7 @@
-"""Atomic writes: a temp file in the target's folder, then a rename.
+"""Atomic writes, the project's only way of writing a file: a temp file in the target's folder, then a rename.
 
-A stage killed mid-write leaves the old file or none, never half a file.
+A process killed mid-write leaves the old file or none, never half a file; a
+temp file it leaves behind starts with a dot and ends in `.tmp`.
 """
 
 from __future__ import annotations
@@ -15,26 +16,61 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 
+class TempFile:
+    """A new binary file in `folder` under a temp name, until `publish` names it.
+
+    `fsync=False` where a later step hashes the files anyway (DVC after a stage)
+    and a sync per file would cost more than the write. Used as a context
+    manager, an unpublished temp file is removed on the way out.
+    """
+
+    def __init__(self, folder: Path, prefix: str = ".", fsync: bool = True):
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+        self.path, self.file, self.fsync = Path(name), os.fdopen(fd, "wb"), fsync
+        self.published = False
+
+    def publish(self, target: Path, overwrite: bool = True) -> None:
+        """Give the written file its name; with overwrite=False, FileExistsError if the name is taken."""
+        self.file.flush()
+        if self.fsync:
+            os.fsync(self.file.fileno())
+        self.file.close()
+        if overwrite:
+            os.replace(self.path, target)
+            self.published = True  # the temp name is free again: never unlink it now
+        else:
+            os.link(self.path, target)
+
+    def discard(self) -> None:
+        self.file.close()
+        if not self.published:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> TempFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
 @contextlib.contextmanager
-def atomic_open(path: Path | str, mode: str = "wb") -> Iterator[IO]:
-    """Open a temp file beside `path`; rename it onto `path` only on success."""
+def atomic_open(path: Path | str, mode: str = "wb", fsync: bool = True) -> Iterator[IO]:
+    """A file object ("wb" or "w", UTF-8) whose content replaces `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": "", "encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with TempFile(path.parent, prefix=f".{path.name}.", fsync=fsync) as tmp:
+        if "b" in mode:
+            yield tmp.file
+        else:
+            text = io.TextIOWrapper(tmp.file, encoding="utf-8", newline="")
+            yield text
+            text.flush()
+            text.detach()
+        tmp.publish(path)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    with atomic_open(path, "wb") as f:
+def atomic_write_bytes(path: Path | str, data: bytes | memoryview, fsync: bool = True) -> None:
+    with atomic_open(path, "wb", fsync) as f:
         f.write(data)
 
 

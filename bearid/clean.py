@@ -15,36 +15,20 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from . import decisions as decisions_file
 from .atomic import read_csv, write_csv
 from .params import MinScore
 from .progress import log
 from .split import MANIFEST_FIELDS
 
-ACTIONS = ("keep", "delete", "relabel")
 MISLABELED, OUT_OF_PLACE = "likely_mislabeled", "likely_out_of_place"  # interpret's reasons
 REPORT_FIELDS = ["path", "label", "action", "new_label", "decided_by", "reason"]
 
 
-class DecisionsError(ValueError):
-    """A bad line in the decisions file; the message names the line."""
-
-
 def read_decisions(path: Path, classes: list[str]) -> dict[str, dict]:
-    """Validated decisions by image path; a missing file means no decisions yet."""
-    if not path.exists():
-        return {}
-    decisions = {}
-    for n, row in enumerate(read_csv(path), start=2):
-        where = f"{path}:{n}"
-        action, label = (row.get("action") or "").strip(), (row.get("label") or "").strip()
-        if not row.get("path"):
-            raise DecisionsError(f"{where}: empty path")
-        if action not in ACTIONS:
-            raise DecisionsError(f"{where}: unknown action {action!r}; one of {list(ACTIONS)}")
-        if action == "relabel" and label not in classes:
-            raise DecisionsError(f"{where}: relabel to unknown class {label!r}; one of {classes}")
-        decisions[row["path"]] = {"action": action, "label": label}
-    return decisions
+    """Validated decisions by image path (bearid/decisions.py); a missing file means none yet."""
+    rows = decisions_file.read(path, classes).rows
+    return {p: {"action": r["action"], "label": r["label"]} for p, r in rows.items()}
 
 
 def clean(manifest: list[dict], candidates: list[dict], decisions: dict[str, dict],

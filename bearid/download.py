@@ -1,55 +1,64 @@
-"""Fetch every URL to a file named by its content hash, with a report row per URL.
+"""Download every URL to a file named by its content hash, with a report row per URL.
 
 Real image-search URLs are hostile: dead links, HTML error pages sent as
 image/jpeg, servers that trickle or never stop, rate limits. So each URL is
-fetched exactly as given (query string kept: thumbnail URLs are nothing but a
+downloaded exactly as given (query string kept: thumbnail URLs are nothing but a
 query), under a per-host concurrency cap, with connect / read timeouts and a total
 deadline, a byte cap checked while streaming, a sniff of the first bytes, and
 retries only where a retry can help (429, 5xx, connection errors). Nothing here
 raises for a bad URL: each one ends as a report row whose reason is one of
 `REASONS`.
 
+A URL list may come from the web, so nothing in it may reach beyond the images:
+`file:` URLs are read only inside `download.file_dir` (the demo's web folder by
+default) and only when they name a regular file; credentials in a URL are dropped
+before it is used or written anywhere; a report never holds a byte of a file
+that is not an image.
+
 Reruns resume: every finished URL is appended to a journal beside the files, and a
-URL whose file is still there is not fetched again. Files are written to a temp
-name and hard-linked into place, so a killed run leaves no partial file.
+URL whose file is still there is not downloaded again. Files are written under a
+temp name and linked into place, so a killed run leaves no partial file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
+import stat
 import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import requests
 import urllib3
 
-from .atomic import atomic_write_text, write_csv, write_json
+from . import __version__
+from .atomic import TempFile, atomic_write_text, write_csv, write_json
+from .images import SNIFF_BYTES, sniff_ext
 from .params import DownloadParams
 from .progress import log, track
-from .sources import url_problem
+from .sources import url_problem, without_credentials
 
 REPORT_FIELDS = ["url", "cls", "status", "reason", "detail", "bytes", "path"]
 JOURNAL = ".journal.jsonl"
 PART_PREFIX = ".part-"
 CHUNK = 1 << 18  # bytes per read: an image is a few reads, not dozens
-SNIFF_BYTES = 32
-USER_AGENT = "bearid/0.2 (image dataset builder; +https://github.com/fastai/course22 lesson 2)"
+USER_AGENT = f"bearid/{__version__} (image dataset builder; +https://github.com/fastai/course22 lesson 2)"
 REASONS = {
     "ok": "downloaded",
     "duplicate": "same bytes as another URL of the class; the report points at that file",
-    "invalid_url": "not a URL that can be fetched (no scheme or host, whitespace, bad port)",
-    "scheme_not_allowed": "not http(s), or file: while download.allow_file is false",
+    "invalid_url": "not a URL that can be downloaded (no scheme or host, whitespace, bad port)",
+    "scheme_not_allowed": "not http(s), or file: while download.file_dir is empty",
+    "outside_file_dir": "a file: URL naming a file outside download.file_dir",
     "file_not_found": "a file: URL whose file does not exist",
-    "file_unreadable": "a file: URL that cannot be read (a folder, no permission)",
+    "file_unreadable": "a file: URL that cannot be read (a folder, a pipe or device, no permission)",
     "http_NNN": "the server answered with status NNN (e.g. http_404, http_503 after the retries)",
     "timeout": "no connection, or no bytes, within download.connect_timeout / read_timeout",
     "deadline": "not finished within download.deadline seconds (a trickling server)",
@@ -59,12 +68,9 @@ REASONS = {
     "not_an_image": "the first bytes are no image format (e.g. an HTML page), whatever the Content-Type",
     "empty": "a response with no bytes",
 }
-SIGNATURES = [(b"\xff\xd8\xff", ".jpg"), (b"\x89PNG\r\n\x1a\n", ".png"), (b"GIF87a", ".gif"),
-              (b"GIF89a", ".gif"), (b"BM", ".bmp"), (b"II*\0", ".tif"), (b"MM\0*", ".tif"),
-              (b"\0\0\1\0", ".ico")]
 
 
-class FetchError(Exception):
+class DownloadError(Exception):
     """A URL that gave no file: `reason` from REASONS, `detail` for people."""
 
     def __init__(self, reason: str, detail: str = "", retry: bool = False):
@@ -83,24 +89,23 @@ class Result:
     path: str = ""
 
 
-def sniff_ext(head: bytes) -> str:
-    """Image file extension from the first bytes, or "" when they are no image format we decode."""
-    for magic, ext in SIGNATURES:
-        if head.startswith(magic):
-            return ext
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return ".webp"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
-        return ".avif"
-    return ""
+def image_ext(head: bytes, content_type: str) -> str:
+    """The file extension the first bytes show; DownloadError(not_an_image) when they show none.
 
-
-def not_an_image(head: bytes, content_type: str) -> str:
-    """Raise not_an_image, saying what the bytes look like and what the server claimed."""
+    The detail says what the bytes look like, never what they are: a report must
+    not carry a piece of a file that was no image.
+    """
+    ext = sniff_ext(head)
+    if ext:
+        return ext
     text = head.lstrip().lower()
-    kind = "an HTML page" if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) else \
-        "XML or SVG" if text.startswith((b"<?xml", b"<svg")) else f"bytes {head[:12]!r}"
-    raise FetchError("not_an_image", f"{kind} (Content-Type {content_type or 'none'})")
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        kind = "an HTML page"
+    elif text.startswith((b"<?xml", b"<svg")):
+        kind = "XML or SVG"
+    else:
+        kind = "no known image signature"
+    raise DownloadError("not_an_image", f"{kind} (Content-Type {content_type or 'none'})")
 
 
 @dataclass
@@ -111,7 +116,7 @@ class Body:
 
 
 @dataclass
-class Fetcher:
+class Downloader:
     """Everything one download run shares between its threads."""
     p: DownloadParams
     out_dir: Path
@@ -120,7 +125,7 @@ class Fetcher:
         self._slots: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(self.p.per_host))
         self._slots_lock = threading.Lock()
         self._session = self.new_session()
-        self._made: set[Path] = set()
+        self._file_root = Path(self.p.file_dir).resolve() if self.p.file_dir else None
 
     def new_session(self) -> requests.Session:
         """One session for all threads: a keep-alive pool of up to per_host connections per host.
@@ -139,30 +144,29 @@ class Fetcher:
                                                           max_retries=0))
         return s
 
-    def session(self) -> requests.Session:
-        return self._session
-
     def slot(self, host: str) -> threading.Semaphore:
         with self._slots_lock:
             return self._slots[host]
 
-    def fetch(self, url: str, cls: str) -> Result:
+    def download(self, url: str, cls: str) -> Result:
         """Download one URL into out_dir/cls/<sha256[:16]><ext>, retrying what a retry can fix."""
-        problem = url_problem(url, ("http", "https", "file") if self.p.allow_file else ("http", "https"))
+        url = without_credentials(url)
+        problem = url_problem(url, ("http", "https", "file") if self._file_root else ("http", "https"))
         if problem:
-            reason = "scheme_not_allowed" if problem.startswith("scheme ") else "invalid_url"
-            if reason == "scheme_not_allowed" and url.startswith("file:"):
-                problem += " (set download.allow_file: true for local files)"
-            return Result(url, cls, "failed", reason, problem)
+            if not problem.startswith("scheme "):
+                return Result(url, cls, "failed", "invalid_url", problem)
+            if url.startswith("file:"):
+                problem += " (set download.file_dir to the folder of your local images)"
+            return Result(url, cls, "failed", "scheme_not_allowed", problem)
         parts = urlsplit(url)
         end = time.monotonic() + self.p.deadline
         for attempt in range(self.p.retries + 1):
             try:
                 if parts.scheme == "file":
-                    return self.store(url, cls, self.read_file(parts))
+                    return self.save(url, cls, self.read_file(parts, end))
                 with self.slot(parts.hostname or ""):
-                    return self.store(url, cls, self.read_http(url, end))
-            except FetchError as e:
+                    return self.save(url, cls, self.read_http(url, end))
+            except DownloadError as e:
                 wait = self.p.backoff * 2 ** attempt
                 if not e.retry or attempt == self.p.retries or time.monotonic() + wait >= end:
                     detail = f"{e.detail}; {attempt + 1} tries" if attempt else e.detail
@@ -170,47 +174,65 @@ class Fetcher:
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
-    @staticmethod
-    @contextlib.contextmanager
-    def read_file(parts: SplitResult) -> Iterator[Body]:
+    def local_path(self, parts: SplitResult) -> Path:
+        """The file a file: URL names, if it lies inside download.file_dir after resolving links."""
         path = Path(unquote(parts.path if not parts.netloc else f"//{parts.netloc}{parts.path}"))
-        try:
-            f: IO[bytes] = open(path, "rb")
-        except FileNotFoundError:
-            raise FetchError("file_not_found", str(path)) from None
-        except OSError as e:
-            raise FetchError("file_unreadable", f"{path}: {e.strerror}") from None
-        with f:
-            yield Body("", iter(lambda: f.read(CHUNK), b""))
+        assert self._file_root is not None
+        if not path.resolve().is_relative_to(self._file_root):
+            raise DownloadError("outside_file_dir", f"{path} is not inside download.file_dir={self.p.file_dir!r}")
+        return path
 
-    @contextlib.contextmanager
+    @contextmanager
+    def read_file(self, parts: SplitResult, end: float) -> Iterator[Body]:
+        """A regular file's bytes; a pipe or device is refused before a byte is read (it could block)."""
+        path = self.local_path(parts)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            raise DownloadError("file_not_found", str(path)) from None
+        except OSError as e:
+            raise DownloadError("file_unreadable", f"{path}: {e.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise DownloadError("file_unreadable", f"{path}: not a regular file")
+        with open(fd, "rb") as f:
+            yield Body("", self._file_chunks(f, end))
+
+    def _file_chunks(self, f, end: float) -> Iterator[bytes]:
+        while chunk := f.read(CHUNK):
+            if time.monotonic() > end:
+                raise DownloadError("deadline", f"not finished after download.deadline={self.p.deadline:g} s")
+            yield chunk
+
+    @contextmanager
     def read_http(self, url: str, end: float) -> Iterator[Body]:
         timeout = (self.p.connect_timeout, min(self.p.read_timeout, max(0.01, end - time.monotonic())))
         try:
-            r = self.session().get(url, stream=True, timeout=timeout)
+            r = self._session.get(url, stream=True, timeout=timeout)
         except requests.TooManyRedirects:
-            raise FetchError("too_many_redirects", f"more than {self.p.max_redirects}") from None
+            raise DownloadError("too_many_redirects", f"more than {self.p.max_redirects}") from None
         except (requests.ConnectTimeout, requests.ReadTimeout) as e:
-            raise FetchError("timeout", type(e).__name__) from None
-        except requests.exceptions.InvalidSchema as e:
-            raise FetchError("scheme_not_allowed", f"redirected: {e}") from None
+            raise DownloadError("timeout", type(e).__name__) from None
+        except requests.exceptions.InvalidSchema:
+            raise DownloadError("scheme_not_allowed", "redirected to a scheme other than http(s)") from None
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as e:
-            raise FetchError("invalid_url", str(e)[:200]) from None
+            raise DownloadError("invalid_url", type(e).__name__) from None
         except requests.RequestException as e:
-            raise FetchError("connection_error", type(e).__name__, retry=True) from None
+            raise DownloadError("connection_error", type(e).__name__, retry=True) from None
         with r:
             if r.status_code != 200:
                 retry = r.status_code == 429 or r.status_code >= 500
-                raise FetchError(f"http_{r.status_code}", r.reason or "", retry=retry)
+                raise DownloadError(f"http_{r.status_code}", r.reason or "", retry=retry)
             yield Body(r.headers.get("Content-Type", ""), self._body(r, end))
 
     def _body(self, r: requests.Response, end: float) -> Iterator[bytes]:
         """The response body as it arrives; each read waits at most until the deadline."""
         raw = r.raw
+        deadline = DownloadError("deadline", f"not finished after download.deadline={self.p.deadline:g} s")
         while True:
             left = end - time.monotonic()
             if left <= 0:
-                raise FetchError("deadline", f"not finished after download.deadline={self.p.deadline:g} s")
+                raise deadline
             sock = getattr(getattr(raw, "connection", None), "sock", None)
             if sock is not None:
                 sock.settimeout(min(self.p.read_timeout, left))
@@ -218,96 +240,47 @@ class Fetcher:
                 chunk = raw.read1(CHUNK)
             except urllib3.exceptions.ReadTimeoutError:
                 if end - time.monotonic() <= 0.05:
-                    raise FetchError("deadline", f"not finished after download.deadline={self.p.deadline:g} s") \
-                        from None
-                raise FetchError("timeout", f"no bytes for download.read_timeout={self.p.read_timeout:g} s") \
+                    raise deadline from None
+                raise DownloadError("timeout", f"no bytes for download.read_timeout={self.p.read_timeout:g} s") \
                     from None
             except (urllib3.exceptions.HTTPError, OSError) as e:
-                raise FetchError("connection_error", f"while reading: {type(e).__name__}", retry=True) from None
+                raise DownloadError("connection_error", f"while reading: {type(e).__name__}", retry=True) from None
             if not chunk:
                 return
             yield chunk
 
-    def store(self, url: str, cls: str, source: contextlib.AbstractContextManager[Body]) -> Result:
-        """Stream into a temp file while hashing, capping and sniffing; link it into place."""
-        class_dir = self.out_dir / cls
-        if class_dir not in self._made:
-            class_dir.mkdir(parents=True, exist_ok=True)
-            self._made.add(class_dir)
-        fd, tmp = temp_file(class_dir)
-        try:
-            with source as body:
-                digest, size, head, ext = hashlib.sha256(), 0, b"", ""
-                for chunk in body.chunks:
-                    size += len(chunk)
-                    if size > self.p.max_bytes:
-                        raise FetchError("too_large", f"more than download.max_bytes={self.p.max_bytes}")
-                    if not ext:
-                        head += chunk[: SNIFF_BYTES - len(head)]
-                        if len(head) >= SNIFF_BYTES:
-                            ext = sniff_ext(head) or not_an_image(head, body.content_type)
-                    digest.update(chunk)
-                    write_all(fd, chunk)
+    def save(self, url: str, cls: str, source: AbstractContextManager[Body]) -> Result:
+        """Stream into a temp file while hashing, capping and sniffing; then name it by its hash.
+
+        The name is given with a link, which fails when another URL already gave
+        the same bytes: that URL's result is then `duplicate`.
+        """
+        folder = self.out_dir / cls
+        with TempFile(folder, PART_PREFIX, fsync=False) as tmp, source as body:
+            digest, size, head = hashlib.sha256(), 0, b""
+            for chunk in body.chunks:
+                size += len(chunk)
+                if size > self.p.max_bytes:
+                    raise DownloadError("too_large", f"more than download.max_bytes={self.p.max_bytes}")
+                if len(head) < SNIFF_BYTES:
+                    head += chunk[:SNIFF_BYTES - len(head)]
+                    if len(head) == SNIFF_BYTES:
+                        image_ext(head, body.content_type)  # an HTML page stops here, not at max_bytes
+                digest.update(chunk)
+                tmp.file.write(chunk)
             if size == 0:
-                raise FetchError("empty", "no bytes")
-            if not ext:
-                ext = sniff_ext(head) or not_an_image(head, body.content_type)
-            final = class_dir / (digest.hexdigest()[:16] + ext)
-            try:  # atomic, and fails if another URL already gave these bytes
-                publish(fd, tmp, final)
+                raise DownloadError("empty", "no bytes")
+            final = folder / (digest.hexdigest()[:16] + image_ext(head, body.content_type))
+            try:
+                tmp.publish(final, overwrite=False)
             except FileExistsError:
                 return Result(url, cls, "duplicate", "duplicate", "", size, final.as_posix())
             return Result(url, cls, "ok", "ok", "", size, final.as_posix())
-        finally:
-            os.close(fd)
-            if tmp:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """os.write until every byte is written (a write may take fewer)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def row(r: Result) -> dict:
-    """A Result as a dict in field order; dataclasses.asdict deep-copies, and costs more than a fetch."""
+    """A Result as a dict in field order; dataclasses.asdict deep-copies, and costs more than a download."""
     return dict(vars(r))
-
-
-def publish(fd: int, tmp: str, final: Path) -> None:
-    """Give the written file its final name; FileExistsError when that name is taken."""
-    if tmp:
-        os.link(tmp, final)
-        return
-    dir_fd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:  # linkat(AT_SYMLINK_FOLLOW) on the fd's /proc link: names a nameless file
-        os.link(f"/proc/self/fd/{fd}", final.name, dst_dir_fd=dir_fd)
-    except FileExistsError:
-        raise
-    except OSError:  # no /proc: copy to a named temp file instead
-        named = final.parent / f"{PART_PREFIX}{threading.get_ident()}-{time.monotonic_ns()}"
-        try:
-            with open(named, "wb") as out:
-                offset = 0
-                while chunk := os.pread(fd, CHUNK, offset):
-                    out.write(chunk)
-                    offset += len(chunk)
-            os.link(named, final)
-        finally:
-            named.unlink(missing_ok=True)
-    finally:
-        os.close(dir_fd)
-
-
-def temp_file(folder: Path) -> tuple[int, str]:
-    """An open file for writing in `folder`: nameless where Linux allows (a kill leaves nothing), else .part-*."""
-    with contextlib.suppress(AttributeError, OSError):
-        return os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o644), ""
-    tmp = folder / f"{PART_PREFIX}{threading.get_ident()}-{time.monotonic_ns()}"
-    return os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), str(tmp)
 
 
 def interleave(jobs: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
@@ -387,7 +360,8 @@ def download_all(url_lists: dict[str, list[str]], out_dir: Path, report: Path, p
     """Download every URL concurrently, resuming a previous run; write the report (and metrics)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     journal_path = out_dir / JOURNAL
-    jobs = [(i, url, cls) for i, (cls, url) in enumerate((c, u) for c, us in url_lists.items() for u in us)]
+    jobs = [(i, without_credentials(url), cls)
+            for i, (cls, url) in enumerate((c, u) for c, us in url_lists.items() for u in us)]
     previous = read_journal(journal_path)
     results: list[Result | None] = [previous.get((url, cls)) for _, url, cls in jobs]
     tidy(out_dir, list(url_lists), {r.path for r in results if r})
@@ -395,9 +369,9 @@ def download_all(url_lists: dict[str, list[str]], out_dir: Path, report: Path, p
     atomic_write_text(journal_path, "".join(json.dumps(row(r)) + "\n" for r in results if r))
     if len(todo) < len(jobs):
         log("download", f"{len(jobs) - len(todo)} URLs already downloaded by an earlier run")
-    fetcher = Fetcher(p, out_dir)
+    downloader = Downloader(p, out_dir)
     with open(journal_path, "a", encoding="utf-8") as journal, ThreadPoolExecutor(p.workers) as pool:
-        futures = {pool.submit(fetcher.fetch, url, cls): i for i, url, cls in todo}
+        futures = {pool.submit(downloader.download, url, cls): i for i, url, cls in todo}
         for fut in track(as_completed(futures), len(futures), "download", "URLs"):
             r = results[futures[fut]] = fut.result()
             journal.write(json.dumps(row(r)) + "\n")

@@ -93,7 +93,7 @@ class DownloadParams:
     backoff: float = 0.5  # first wait in seconds before a retry, doubled per retry
     max_bytes: int = 20_000_000
     max_redirects: int = 5
-    allow_file: bool = True  # accept file: URLs (the demo and local `files` lists)
+    file_dir: str = "data/web"  # file: URLs are read only inside this folder ("" = none); default: the demo's
 
     def check(self, key: str) -> None:
         _range(f"{key}.workers", self.workers, 1, 256)
@@ -105,6 +105,9 @@ class DownloadParams:
         _range(f"{key}.backoff", self.backoff, 0.0, 60)
         _range(f"{key}.max_bytes", self.max_bytes, 1, 10**10)
         _range(f"{key}.max_redirects", self.max_redirects, 0, 30)
+        if self.file_dir and Path(self.file_dir).resolve() == Path(self.file_dir).resolve().parent:
+            raise ParamsError(f"{key}.file_dir: {self.file_dir!r} is the file system's root; name the folder "
+                              "that holds your local images")
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ class VerifyParams:
     max_size: int = 64
     workers: int = 2
     min_size: int = 16  # reject images whose shorter side is below this
-    max_pixels: int = 50_000_000  # larger images are rejected as decompression bombs
+    max_pixels: int = 50_000_000  # larger images are rejected as decompression bombs (at most Pillow's 2 x 89.5 M)
     animated: Literal["first", "reject"] = "first"
     near_dup_distance: int = 3  # pHash bits that may differ between near-duplicates (demo digits: >= 4)
     resample: Literal["bilinear", "bicubic", "lanczos"] = "bilinear"  # Pillow's antialiased downscaling filter
@@ -121,7 +124,7 @@ class VerifyParams:
         _range(f"{key}.max_size", self.max_size, 8, 10_000)
         _range(f"{key}.workers", self.workers, 1, 64)
         _range(f"{key}.min_size", self.min_size, 1, 10_000)
-        _range(f"{key}.max_pixels", self.max_pixels, 64, 10**10)
+        _range(f"{key}.max_pixels", self.max_pixels, 64, 2 * 89_478_485)  # Pillow refuses more, whatever we say
         _range(f"{key}.near_dup_distance", self.near_dup_distance, 0, 32)
 
 
@@ -133,6 +136,9 @@ class SplitParams:
 
     def check(self, key: str) -> None:
         _range(f"{key}.valid_pct", self.valid_pct, 0.01, 0.98)
+        if self.test_pct <= 0:
+            raise ParamsError(f"{key}.test_pct: {self.test_pct!r} leaves no test images, and the evaluate stage "
+                              "scores both models on them; use e.g. 0.15")
         _range(f"{key}.test_pct", self.test_pct, 0.0, 0.98)
         if self.valid_pct + self.test_pct >= 1:
             raise ParamsError(f"{key}.valid_pct + {key}.test_pct = {self.valid_pct + self.test_pct:g}: "
@@ -152,6 +158,33 @@ class DiagnoseParams:
         _range(f"{key}.min_improvement", self.min_improvement, 0.0, 1.0)
         _range(f"{key}.worsen_tolerance", self.worsen_tolerance, 0.0, 1.0)
         _range(f"{key}.underfit_ratio", self.underfit_ratio, 1.0, 1e6)
+
+
+# train.aug: fastai aug_transforms arguments that make sense as params, each with its allowed values
+AUG_RULES: dict[str, tuple] = {
+    "mult": (0.0, 10.0), "max_rotate": (0.0, 180.0), "min_zoom": (0.1, 10.0), "max_zoom": (0.1, 10.0),
+    "max_lighting": (0.0, 0.99), "max_warp": (0.0, 0.99), "p_affine": (0.0, 1.0), "p_lighting": (0.0, 1.0),
+    "min_scale": (0.01, 1.0), "do_flip": (False, True), "flip_vert": (False, True),
+    "pad_mode": ("zeros", "border", "reflection"),
+}
+
+
+def check_aug(key: str, aug: dict) -> None:
+    """Each aug_transforms argument known and in range, so that a typo fails before training."""
+    unknown = sorted(set(aug) - set(AUG_RULES))
+    if unknown:
+        raise ParamsError(f"{key}: unknown aug_transforms arguments {unknown}; allowed: {sorted(AUG_RULES)}")
+    for name, value in aug.items():
+        rule = AUG_RULES[name]
+        if isinstance(rule[0], bool) or isinstance(rule[0], str):
+            if value not in rule or type(value) is not type(rule[0]):
+                raise ParamsError(f"{key}.{name}: {value!r} must be one of {list(rule)}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{key}.{name}: {value!r} must be a number")
+        else:
+            _range(f"{key}.{name}", value, *rule)
+    if aug.get("min_zoom", 1.0) > aug.get("max_zoom", 1.1):
+        raise ParamsError(f"{key}: min_zoom {aug.get('min_zoom', 1.0)} is above max_zoom {aug.get('max_zoom', 1.1)}")
 
 
 @dataclass(frozen=True)
@@ -178,7 +211,7 @@ class TrainParams:
     diagnose: DiagnoseParams = field(default_factory=DiagnoseParams)
 
     def check(self, key: str) -> None:
-        from .archs import ARCHS, AUG_KEYS  # torch-heavy: only stages that train pay for it
+        from .archs import ARCHS  # torch-heavy: only stages that train pay for it
 
         if self.arch not in ARCHS:
             raise ParamsError(f"{key}.arch: unknown architecture {self.arch!r}; one of {sorted(ARCHS)}")
@@ -197,10 +230,7 @@ class TrainParams:
         _range(f"{key}.lr_find_iters", self.lr_find_iters, 20, 1000)
         _range(f"{key}.wd", self.wd, 0.0, 10.0)
         _range(f"{key}.ps", self.ps, 0.0, 0.99)
-        unknown = sorted(set(self.aug) - AUG_KEYS)
-        if unknown:
-            raise ParamsError(f"{key}.aug: unknown aug_transforms arguments {unknown}; "
-                              f"allowed: {sorted(AUG_KEYS)}")
+        check_aug(f"{key}.aug", self.aug)
         if isinstance(self.mixed_precision, str) and self.mixed_precision != "auto":
             raise ParamsError(f"{key}.mixed_precision: {self.mixed_precision!r} must be auto, true or false")
         _range(f"{key}.num_workers", self.num_workers, 0, 64)
@@ -299,12 +329,25 @@ SECTIONS: dict[str, type] = {
 
 
 def load(section: str, path: Path | str = PARAMS_FILE) -> Any:
-    """Read one section of params.yaml into its validated dataclass."""
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+    """Read one section of params.yaml into its validated dataclass.
+
+    train and retrain are checked together: retrain's overrides must make valid
+    train params, and that should fail when train starts, not an hour later.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found; run stages from the project folder (where params.yaml is)") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ParamsError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected sections (fetch:, download:, ...), got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ParamsError(f"{path}: unknown sections {unknown}; allowed: {sorted(SECTIONS)}")
+    if section in ("train", "retrain"):
+        parse("retrain", raw.get("retrain") or {}).apply(parse("train", raw.get("train") or {}))
     return parse(section, raw.get(section) or {})
 
 

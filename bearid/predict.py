@@ -16,12 +16,16 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .export import load_model
+from .images import PIL_FORMATS
 
-FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")  # what untrusted bytes may be: less attack surface
+# Decoding peaks at the decoded image (up to 4 bytes a pixel: RGBA, CMYK) plus one converted copy.
+PEAK_BYTES_PER_PIXEL = 8
+DRAFT_GAP = 2  # a JPEG is DCT-scaled to no less than this many times the model's input size
+ORIENTATION = 0x0112
 
 
 class BadImage(ValueError):
-    """Bytes that are not a usable image; `kind` is one of empty, not_image, bomb, corrupt."""
+    """Bytes that are not a usable image; `kind`: empty, not_image, bomb, over_budget or corrupt."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -54,28 +58,42 @@ class Predictor:
 
         EXIF orientation first (the verify stage bakes it into training images),
         then RGB and fastai's Resize(method=Squish): the whole image, bilinear, to size x size.
+        No step copies a full-size image it does not have to.
         """
-        image = ImageOps.exif_transpose(image)
-        image = image.convert("RGB").resize((self.size, self.size), Image.BILINEAR)
+        if image.getexif().get(ORIENTATION, 1) != 1:
+            image = ImageOps.exif_transpose(image)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        image = image.resize((self.size, self.size), Image.BILINEAR)
         return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
 
-    def decode(self, data: bytes) -> torch.Tensor:
-        """Untrusted bytes (an upload, a file) as the model's input, or BadImage saying what is wrong."""
+    def decode(self, data: bytes, max_pixels: int | None = None) -> torch.Tensor:
+        """Untrusted bytes (an upload, a file) as the model's input, or BadImage saying what is wrong.
+
+        `max_pixels`: the most pixels decoded for this image. A JPEG is first
+        DCT-scaled toward the input size (Pillow's draft), which also makes it
+        cheaper; an image that is still larger is refused before it is decoded.
+        """
         if not data:
             raise BadImage("empty", "empty file: 0 bytes")
         try:
-            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+            with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as image:
                 limit = Image.MAX_IMAGE_PIXELS
                 if limit and image.width * image.height > limit:
                     raise BadImage("bomb", f"decompression bomb: {image.width}x{image.height} pixels "
                                            f"is more than Pillow's limit of {limit}")
+                if image.format == "JPEG":
+                    image.draft("RGB", (self.size * DRAFT_GAP, self.size * DRAFT_GAP))
+                if max_pixels and image.width * image.height > max_pixels:
+                    raise BadImage("over_budget", f"{image.width}x{image.height} pixels is more than this "
+                                                  f"server decodes ({max_pixels} pixels); send a smaller image")
                 return self.preprocess(image)
         except BadImage:
             raise
         except Image.DecompressionBombError as exc:
             raise BadImage("bomb", f"decompression bomb: {exc}") from None
         except UnidentifiedImageError:
-            raise BadImage("not_image", f"not an image, or not one of {', '.join(FORMATS)}") from None
+            raise BadImage("not_image", f"not an image, or not one of {', '.join(PIL_FORMATS)}") from None
         except Exception as exc:  # Pillow's decoders raise many types on malformed data
             raise BadImage("corrupt", f"truncated or corrupt image: {exc}") from None
 

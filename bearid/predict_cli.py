@@ -15,16 +15,15 @@ from typing import Iterator
 
 import torch
 
+from .images import SUFFIXES
 from .predict import BadImage, Predictor
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def expand(paths: list[Path]) -> Iterator[Path]:
     """Files as given; folders as their image files, recursively, in sorted order."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
         else:
             yield path
 

@@ -6,54 +6,75 @@ and writes each decision (keep, delete, relabel) at once, atomically, into the
 git-tracked decisions file that the clean stage reads; a server killed between
 clicks loses nothing. Images are served only from inside the data folder.
 
-    bearid review [--port 8001] [--host 127.0.0.1] [--page-size 12]
+    bearid review [--port 8001] [--host 127.0.0.1] [--allow-host NAME] [--page-size 12]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .atomic import read_csv, write_csv
-from .clean import ACTIONS
+from . import decisions as decisions_file
+from .atomic import read_csv
+from .decisions import ACTIONS, DecisionsError
+from .images import SUFFIXES
+from .web import EXCEPTION_HANDLERS, error, page, static
 
-DECISION_FIELDS = ["path", "action", "label"]
-IMAGE_TYPES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class DecisionStore:
-    """The decisions file as a dict, rewritten whole (temp file + rename) on every change.
+    """The decisions file, re-read on every request and rewritten whole (atomically) on every change.
 
-    Rows for images the candidates no longer list are kept as they are.
+    A file that cannot be read safely (not UTF-8, no header, conflicting rows) is
+    never rewritten: every write raises DecisionsError until a person fixes it.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, classes: list[str]):
+        self.path, self.classes = path, classes
         self.lock = threading.Lock()
 
-    def load(self) -> dict[str, dict]:
-        if not self.path.exists():
-            return {}
-        return {r["path"]: {"action": r.get("action") or "", "label": r.get("label") or ""}
-                for r in read_csv(self.path) if r.get("path")}
+    def load(self) -> decisions_file.Decisions:
+        return decisions_file.read(self.path, self.classes)
 
-    def set(self, path: str, action: str, label: str) -> None:
+    def decide(self, path: str, action: str, label: str) -> dict | None:
+        """Set (or, for action 'undecided', forget) one decision; return it as now saved."""
         with self.lock:
             decisions = self.load()
-            decisions[path] = {"action": action, "label": label if action == "relabel" else ""}
-            write_csv(self.path, ({"path": p, **d} for p, d in decisions.items()), DECISION_FIELDS)
+            if action == "undecided":
+                if not decisions.forget(path):
+                    return None
+                row = None
+            else:
+                row = dict(decisions.set(path, action, label))
+            decisions_file.write(self.path, decisions)
+            return row
 
-    def forget(self, path: str) -> None:
-        with self.lock:
-            decisions = self.load()
-            if decisions.pop(path, None) is not None:
-                write_csv(self.path, ({"path": p, **d} for p, d in decisions.items()), DECISION_FIELDS)
+
+@dataclass
+class Review:
+    """What the handlers share (app.state.review)."""
+    project: Path
+    candidates: list[dict]
+    store: DecisionStore
+    classes: list[str]
+    page_size: int
+    data_root: Path
+
+    @property
+    def known(self) -> set[str]:
+        return {c["path"] for c in self.candidates}
 
 
 def safe_file(root: Path, candidate: Path) -> Path | None:
@@ -62,85 +83,134 @@ def safe_file(root: Path, candidate: Path) -> Path | None:
         target = candidate.resolve()
     except (OSError, ValueError, RuntimeError):
         return None
-    if not target.is_relative_to(root.resolve()) or target.suffix.lower() not in IMAGE_TYPES:
+    if not target.is_relative_to(root.resolve()) or target.suffix.lower() not in SUFFIXES:
         return None
     return target if target.is_file() else None
 
 
+def public(d: dict | None) -> dict | None:
+    return None if d is None else {"action": d["action"], "label": d["label"]}
+
+
+async def index(request: Request) -> Response:
+    return page("review")
+
+
+async def list_candidates(request: Request) -> Response:
+    review: Review = request.app.state.review
+    try:
+        page_no = int(request.query_params.get("page", "0"))
+    except ValueError:
+        return error(400, "page must be an integer")
+    pages = max(1, -(-len(review.candidates) // review.page_size))
+    if not 0 <= page_no < pages:
+        return error(400, f"page {page_no} out of range [0, {pages - 1}]")
+    try:
+        rows, problem = (await run_in_threadpool(review.store.load)).rows, None
+    except DecisionsError as e:
+        rows, problem = {}, str(e)
+    shown = review.candidates[page_no * review.page_size:(page_no + 1) * review.page_size]
+    items = [{**{k: c.get(k, "") for k in ("path", "label", "suggested", "score", "ood_score",
+                                            "method", "reason", "split")},
+              "image": f"/image/{(c.get('thumb') or c['path'])}",
+              "decision": public(rows.get(c["path"]))}
+             for c in shown]
+    return JSONResponse({"page": page_no, "pages": pages, "total": len(review.candidates),
+                          "classes": review.classes, "decided": len(review.known & rows.keys()),
+                          "items": items, "decisions_error": problem})
+
+
+async def decide(request: Request) -> Response:
+    review: Review = request.app.state.review
+    try:
+        body = await request.json()
+    except ValueError:
+        return error(400, "body must be JSON: {path, action, label}")
+    if not isinstance(body, dict):
+        return error(400, "body must be a JSON object: {path, action, label}")
+    path, action, label = (str(body.get(k) or "") for k in ("path", "action", "label"))
+    if path not in review.known:
+        return error(404, f"unknown image {path!r}: not among the candidates")
+    if action not in (*ACTIONS, "undecided"):
+        return error(400, f"unknown action {action!r}; one of {list(ACTIONS)} or 'undecided'")
+    if action == "relabel" and label not in review.classes:
+        return error(400, f"unknown class {label!r}; one of {review.classes}")
+    try:
+        saved = await run_in_threadpool(review.store.decide, path, action, label)
+    except DecisionsError as e:
+        return error(409, f"{e}; nothing saved until the file is fixed")
+    return JSONResponse({"path": path, "decision": public(saved)})
+
+
+async def image(request: Request) -> Response:
+    review: Review = request.app.state.review
+    target = safe_file(review.data_root, review.project / request.path_params["path"])
+    return FileResponse(target) if target else error(404, "no such image")
+
+
+class SameOrigin:
+    """Only this machine's own page may use the app: DNS rebinding and other sites are refused.
+
+    Every request must name an allowed Host (a rebinding site's name is not one);
+    a request that changes state must come from this origin (Origin and
+    Sec-Fetch-Site, when the browser sends them) and carry a JSON body, which no
+    plain cross-site form or `text/plain` fetch can send without a CORS preflight
+    that this app never grants.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: set[str]):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, scope: Scope) -> Response | None:
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name.strip("[]") not in self.hosts:
+            return error(403, f"Host {host!r} is not this review server's (allowed: {sorted(self.hosts)})")
+        if scope["method"] in ("GET", "HEAD"):
+            return None
+        origin = headers.get("origin")
+        if origin is not None and origin != f"{scope.get('scheme', 'http')}://{host}":
+            return error(403, f"cross-origin request from {origin!r} refused")
+        if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return error(403, "cross-site request refused")
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return error(415, "send the decision as application/json")
+        return None
+
+
 def create_app(project: Path, candidates_csv: Path, decisions_csv: Path, classes: list[str],
-               page_size: int = 12, data_dir: str = "data") -> Starlette:
-    """The review app over one candidates file; paths in it are relative to `project`."""
-    candidates = read_csv(candidates_csv)
-    known = {c["path"] for c in candidates}
-    store = DecisionStore(decisions_csv)
-    data_root = project / data_dir
+               page_size: int = 12, data_dir: str = "data",
+               hosts: tuple[str, ...] = LOOPBACK) -> Starlette:
+    """The review app over one candidates file; paths in it are relative to `project`.
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    async def index(request: Request) -> Response:
-        return HTMLResponse(PAGE)
-
-    async def list_candidates(request: Request) -> Response:
-        try:
-            page = int(request.query_params.get("page", "0"))
-        except ValueError:
-            return error(400, "page must be an integer")
-        pages = max(1, -(-len(candidates) // page_size))
-        if not 0 <= page < pages:
-            return error(400, f"page {page} out of range [0, {pages - 1}]")
-        decisions = store.load()
-        items = [{**{k: c.get(k, "") for k in ("path", "label", "suggested", "score", "ood_score",
-                                                "method", "reason", "split")},
-                  "image": f"/image/{(c.get('thumb') or c['path'])}",
-                  "decision": decisions.get(c["path"])}
-                 for c in candidates[page * page_size:(page + 1) * page_size]]
-        return JSONResponse({"page": page, "pages": pages, "total": len(candidates), "classes": classes,
-                             "decided": sum(p in decisions for p in known), "items": items})
-
-    async def decide(request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return error(400, "body must be JSON: {path, action, label}")
-        if not isinstance(body, dict):
-            return error(400, "body must be a JSON object: {path, action, label}")
-        path, action, label = (str(body.get(k) or "") for k in ("path", "action", "label"))
-        if path not in known:
-            return error(404, f"unknown image {path!r}: not among the candidates")
-        if action == "undecided":
-            await run_in_thread(store.forget, path)
-            return JSONResponse({"path": path, "decision": None})
-        if action not in ACTIONS:
-            return error(400, f"unknown action {action!r}; one of {list(ACTIONS)} or 'undecided'")
-        if action == "relabel" and label not in classes:
-            return error(400, f"unknown class {label!r}; one of {classes}")
-        await run_in_thread(store.set, path, action, label)
-        return JSONResponse({"path": path, "decision": store.load()[path]})
-
-    async def image(request: Request) -> Response:
-        target = safe_file(data_root, project / request.path_params["path"])
-        return FileResponse(target) if target else error(404, "no such image")
-
-    return Starlette(routes=[
-        Route("/", index),
-        Route("/api/candidates", list_candidates),
-        Route("/api/decisions", decide, methods=["POST"]),
-        Route("/image/{path:path}", image),
-    ])
-
-
-async def run_in_thread(fn, *args) -> None:
-    """Disk writes off the event loop."""
-    from starlette.concurrency import run_in_threadpool
-
-    await run_in_threadpool(fn, *args)
+    `hosts`: the names a request's Host header may give (the address it is bound to).
+    """
+    app = Starlette(routes=[Route("/", index), Route("/api/candidates", list_candidates),
+                            Route("/api/decisions", decide, methods=["POST"]),
+                            Route("/image/{path:path}", image), static()],
+                    exception_handlers=EXCEPTION_HANDLERS)
+    app.state.review = Review(project, read_csv(candidates_csv), DecisionStore(decisions_csv, classes),
+                              classes, page_size, project / data_dir)
+    app.add_middleware(SameOrigin, hosts=set(hosts))
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bearid review", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default %(default)s: this machine only)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="another name the page may be opened under (e.g. this machine's LAN name)")
     parser.add_argument("--page-size", type=int, default=12)
     parser.add_argument("--candidates", type=Path, default=Path("data/interpret/candidates.csv"))
     args = parser.parse_args(argv)
@@ -150,140 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.candidates} not found: run `dvc repro interpret` first")
     decisions = Path(params.load("clean").decisions)
     classes = params.load("fetch").classes
+    hosts = (*LOOPBACK, *args.allow_host, *([args.host] if args.host not in ("0.0.0.0", "::") else []))
+    if args.host not in LOOPBACK:
+        print(f"review: warning: listening on {args.host}, not only on this machine: anyone who can reach "
+              f"it can see the candidates and change {decisions}", file=sys.stderr, flush=True)
     import uvicorn
 
     print(f"review: {args.candidates} -> decisions in {decisions}; open http://{args.host}:{args.port}/",
           flush=True)
-    uvicorn.run(create_app(Path("."), args.candidates, decisions, classes, args.page_size),
+    uvicorn.run(create_app(Path("."), args.candidates, decisions, classes, args.page_size, hosts=hosts),
                 host=args.host, port=args.port, log_level="warning")
     return 0
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>bearid review</title><link rel="icon" href="data:,">
-<style>
-body { font-family: sans-serif; margin: 1em; background: #fafafa; }
-header { display: flex; gap: 1em; align-items: baseline; flex-wrap: wrap; }
-#grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: .8em; margin-top: 1em; }
-.card { background: white; border: 2px solid #ddd; border-radius: 6px; padding: .5em; }
-.card.current { border-color: #1f6feb; box-shadow: 0 0 0 2px #1f6feb55; }
-.card.keep { background: #eaf7ea; } .card.delete { background: #fbeaea; } .card.relabel { background: #eaf0fb; }
-.card img { width: 128px; height: 128px; object-fit: contain; image-rendering: pixelated; display: block; }
-.meta { font-size: 13px; line-height: 1.4; } .reason { color: #a15c00; }
-.decision { font-weight: bold; min-height: 1.2em; }
-button { margin: 2px; } button.chosen { outline: 2px solid #1f6feb; }
-kbd { border: 1px solid #aaa; border-radius: 3px; padding: 0 3px; font-size: 12px; }
-#status.error { color: #b00; }
-</style></head>
-<body>
-<header>
-  <h1>Review cleaning candidates</h1>
-  <span id="progress"></span>
-  <button id="prev">&larr; page (p)</button><span id="pageinfo"></span><button id="next">page (n) &rarr;</button>
-  <span id="status"></span>
-</header>
-<p class="meta">Keys on the selected card: <kbd>k</kbd> keep, <kbd>d</kbd> delete (does not belong),
-<kbd>1</kbd>..<kbd>9</kbd> relabel to that class, <kbd>u</kbd> undo,
-<kbd>j</kbd>/<kbd>&rarr;</kbd> next, <kbd>&larr;</kbd> previous, <kbd>n</kbd>/<kbd>p</kbd> next/previous page.
-Each decision is saved at once. <span id="classes"></span></p>
-<div id="grid"></div>
-<script>
-"use strict";
-let state = {page: 0, pages: 1, items: [], classes: [], current: 0};
-const $ = (id) => document.getElementById(id);
-
-function status(text, bad) { const s = $("status"); s.textContent = text; s.className = bad ? "error" : ""; }
-
-async function load(page) {
-  const r = await fetch(`/api/candidates?page=${page}`);
-  const data = await r.json();
-  if (!r.ok) { status(data.error, true); return; }
-  Object.assign(state, data, {current: 0});
-  render();
-}
-
-function describe(d) {
-  if (!d) return "";
-  return d.action === "relabel" ? `relabel \u2192 ${d.label}` : d.action;
-}
-
-function render() {
-  $("pageinfo").textContent = ` ${state.page + 1} / ${state.pages} `;
-  $("progress").textContent = `${state.decided} of ${state.total} decided`;
-  $("classes").textContent = "Classes: " + state.classes.map((c, i) => `${i + 1} ${c}`).join(", ");
-  const grid = $("grid");
-  grid.replaceChildren();
-  state.items.forEach((item, i) => {
-    const card = document.createElement("div");
-    card.className = "card" + (item.decision ? " " + item.decision.action : "") + (i === state.current ? " current" : "");
-    card.dataset.path = item.path;
-    card.innerHTML = `<img alt="">
-      <div class="meta"><div>given <b class="given"></b> &middot; suggested <b class="suggested"></b></div>
-      <div>score <span class="score"></span> &middot; <span class="reason"></span></div>
-      <div class="decision"></div></div><div class="buttons"></div>`;
-    card.querySelector("img").src = item.image;
-    card.querySelector("img").alt = item.path;
-    card.querySelector(".given").textContent = item.label;
-    card.querySelector(".suggested").textContent = item.suggested;
-    card.querySelector(".score").textContent = Number(item.score).toFixed(3);
-    card.querySelector(".reason").textContent = item.reason || "not flagged";
-    card.querySelector(".decision").textContent = describe(item.decision);
-    const buttons = card.querySelector(".buttons");
-    const add = (text, action, label) => {
-      const b = document.createElement("button");
-      b.textContent = text; b.dataset.action = action; if (label) b.dataset.label = label;
-      const d = item.decision;
-      if (d && d.action === action && (action !== "relabel" || d.label === label)) b.classList.add("chosen");
-      b.addEventListener("click", () => { state.current = i; decide(action, label); });
-      buttons.appendChild(b);
-    };
-    add("keep", "keep");
-    add("delete", "delete");
-    state.classes.forEach((c) => { if (c !== item.label) add("\u2192 " + c, "relabel", c); });
-    card.addEventListener("click", (e) => { if (e.target.tagName !== "BUTTON") { state.current = i; render(); } });
-    grid.appendChild(card);
-  });
-}
-
-async function decide(action, label) {
-  const item = state.items[state.current];
-  if (!item) return;
-  const r = await fetch("/api/decisions", {method: "POST", headers: {"Content-Type": "application/json"},
-                                           body: JSON.stringify({path: item.path, action, label: label || ""})});
-  const data = await r.json();
-  if (!r.ok) { status(data.error, true); return; }
-  if (!item.decision && data.decision) state.decided += 1;
-  if (item.decision && !data.decision) state.decided -= 1;
-  item.decision = data.decision;
-  status(`saved: ${item.path} ${describe(item.decision) || "undecided"}`);
-  if (data.decision) move(1); else render();
-}
-
-function move(step) {
-  const next = state.current + step;
-  if (next >= state.items.length) { if (state.page + 1 < state.pages) { load(state.page + 1); return; } }
-  else if (next < 0) { if (state.page > 0) { load(state.page - 1); return; } }
-  else state.current = next;
-  render();
-}
-
-document.addEventListener("keydown", (e) => {
-  if (e.ctrlKey || e.metaKey || e.altKey) return;
-  const k = e.key;
-  if (k === "k") decide("keep");
-  else if (k === "d") decide("delete");
-  else if (k === "u") decide("undecided");
-  else if (/^[1-9]$/.test(k) && Number(k) <= state.classes.length) decide("relabel", state.classes[Number(k) - 1]);
-  else if (k === "j" || k === "ArrowRight" || k === "ArrowDown") move(1);
-  else if (k === "ArrowLeft" || k === "ArrowUp") move(-1);
-  else if (k === "n") { if (state.page + 1 < state.pages) load(state.page + 1); }
-  else if (k === "p") { if (state.page > 0) load(state.page - 1); }
-  else return;
-  e.preventDefault();
-});
-$("next").addEventListener("click", () => { if (state.page + 1 < state.pages) load(state.page + 1); });
-$("prev").addEventListener("click", () => { if (state.page > 0) load(state.page - 1); });
-load(0);
-</script>
-</body></html>
-"""

@@ -8,6 +8,11 @@ The model loads once at start-up. The event loop only reads uploads and awaits
 futures: decoding runs in the thread pool, and forward passes run in one
 inference thread that batches requests arriving close together (batching.py).
 Every bad upload gets a 4xx with a JSON error naming the problem.
+
+Memory is bounded by pixels, not upload bytes: a 236 KB PNG can hold 9000x9000
+pixels. At most `decoders` uploads are decoded at once, each within a pixel
+budget derived from `max_decode_mb`; a JPEG is DCT-scaled on load toward the
+model's input size, anything still above the budget is refused with 413.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,13 +39,14 @@ from starlette.routing import Route
 from starlette.types import Message, Receive
 
 from .batching import MicroBatcher
-from .export import META
-from .predict import BadImage, Predictor
+from .export import ModelError
+from .predict import PEAK_BYTES_PER_PIXEL, BadImage, Predictor
+from .web import EXCEPTION_HANDLERS, error, page, static
 
 log = logging.getLogger("bearid.serve")
 MB = 1024 * 1024
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file
-STATUS = {"empty": 400, "not_image": 415, "bomb": 413, "corrupt": 400}  # BadImage kind -> HTTP status
+STATUS = {"empty": 400, "not_image": 415, "bomb": 413, "over_budget": 413, "corrupt": 400}  # BadImage.kind
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,18 @@ class ServeConfig:
     max_wait_ms: float = 5.0
     max_upload_mb: float = 10.0
     top_k: int = 5
-    threads: int | None = None
+    threads: int | None = max(1, (os.cpu_count() or 2) // 2)  # half the cores: HTTP and decoding need the rest
+    max_decode_mb: float = 256.0  # memory for the uploads being decoded at once
+    decoders: int = 2  # uploads decoded at once; more wait their turn
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * MB)
+
+    @property
+    def max_pixels(self) -> int:
+        """The pixel budget of one upload: its share of max_decode_mb at the decoder's peak bytes per pixel."""
+        return int(self.max_decode_mb * MB / self.decoders / PEAK_BYTES_PER_PIXEL)
 
 
 class BadUpload(Exception):
@@ -62,10 +76,6 @@ class BadUpload(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status, self.message = status, message
-
-
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
 class BodyTooLarge(Exception):
@@ -123,7 +133,9 @@ async def predict(request: Request) -> JSONResponse:
         return error(400, f"top_k={k!r}: expected a whole number >= 1")
     try:
         data, filename = await read_upload(request, config.max_upload_bytes)
-        x = await run_in_threadpool(state.predictor.decode, data)
+        async with state.decoding:
+            x = await run_in_threadpool(state.predictor.decode, data, config.max_pixels)
+        del data
     except BadUpload as exc:
         return error(exc.status, exc.message)
     except BadImage as exc:
@@ -155,38 +167,37 @@ async def health(request: Request) -> JSONResponse:
                      "batches": batcher.batches,
                      "recent_mean_batch": sum(sizes) / len(sizes) if sizes else None},
         "max_upload_mb": state.config.max_upload_mb,
+        "decoding": {"decoders": state.config.decoders, "max_decode_mb": state.config.max_decode_mb,
+                     "max_pixels": state.config.max_pixels},
     })
 
 
 async def index(request: Request) -> HTMLResponse:
-    return HTMLResponse(PAGE.replace("{{model}}", request.app.state.config.model.name))
+    return page("serve", model=request.app.state.config.model.name)
 
 
-async def http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
-    return error(exc.status_code, str(exc.detail))
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Load the model (unless main already did), start the inference thread; stop it at shutdown."""
+    state, config = app.state, app.state.config
+    if getattr(state, "predictor", None) is None:
+        state.predictor = Predictor(config.model, threads=config.threads)
+    predictor = state.predictor
+    state.batcher = MicroBatcher(lambda batch: forward_rows(predictor, batch),
+                                 config.max_batch, config.max_wait_ms, name="inference")
+    state.decoding = asyncio.Semaphore(config.decoders)
+    try:
+        yield
+    finally:
+        state.batcher.close()
 
 
-async def server_error(request: Request, exc: Exception) -> JSONResponse:
-    return error(500, f"internal error: {type(exc).__name__}")
-
-
-def create_app(config: ServeConfig) -> Starlette:
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.predictor = predictor = Predictor(config.model, threads=config.threads)
-        app.state.batcher = MicroBatcher(lambda batch: forward_rows(predictor, batch),
-                                         config.max_batch, config.max_wait_ms, name="inference")
-        try:
-            yield
-        finally:
-            app.state.batcher.close()
-
+def create_app(config: ServeConfig, predictor: Predictor | None = None) -> Starlette:
+    """The server app; `predictor` when the model is already loaded (main checks it before listening)."""
     app = Starlette(routes=[Route("/", index), Route("/predict", predict, methods=["POST"]),
-                            Route("/health", health)],
-                    exception_handlers={HTTPException: http_error, Exception: server_error},
-                    lifespan=lifespan)
-    app.state.config = config
+                            Route("/health", health), static()],
+                    exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state.config, app.state.predictor = config, predictor
     return app
 
 
@@ -201,10 +212,16 @@ def parse_args(argv: list[str]) -> tuple[ServeConfig, str, int]:
                     help="how long the first request of a batch waits for others")
     ap.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb)
     ap.add_argument("--top-k", type=int, default=d.top_k, help="classes per answer unless ?top_k= says")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=d.threads,
+                    help="torch threads for the forward passes (default %(default)s: half the cores)")
+    ap.add_argument("--max-decode-mb", type=float, default=d.max_decode_mb,
+                    help="memory for decoding the uploads in flight; sets the pixel budget (default %(default)s)")
+    ap.add_argument("--decoders", type=int, default=d.decoders, help="uploads decoded at once (default %(default)s)")
     args = ap.parse_args(argv)
-    if args.max_batch < 1 or args.max_wait_ms < 0 or args.max_upload_mb <= 0 or args.top_k < 1:
-        ap.error("--max-batch and --top-k must be >= 1, --max-wait-ms >= 0, --max-upload-mb > 0")
+    if min(args.max_batch, args.top_k, args.decoders) < 1 or args.max_wait_ms < 0 or args.max_upload_mb <= 0:
+        ap.error("--max-batch, --top-k and --decoders must be >= 1, --max-wait-ms >= 0, --max-upload-mb > 0")
+    if args.max_decode_mb / args.decoders * MB / PEAK_BYTES_PER_PIXEL < 1 << 20:
+        ap.error("--max-decode-mb / --decoders leaves less than a megapixel per upload; raise --max-decode-mb")
     config = ServeConfig(**{k: getattr(args, k) for k in asdict(d)})
     return config, args.host, args.port
 
@@ -213,40 +230,10 @@ def main(argv: list[str]) -> int:
     import uvicorn
 
     config, host, port = parse_args(argv)
-    if not (config.model / META).is_file():
-        print(f"bearid serve: no exported model in {config.model} (run 'make run' or pass --model)",
-              file=sys.stderr)
+    try:
+        predictor = Predictor(config.model, threads=config.threads)
+    except ModelError as e:
+        print(f"bearid serve: {e}", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(config, predictor), host=host, port=port, log_level="info")
     return 0
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>bearid: {{model}}</title><link rel="icon" href="data:,">
-<style>body{font:16px system-ui;max-width:40em;margin:2em auto}img{max-width:16em;display:block;margin:1em 0}
-td{padding:.2em .6em}.bar{background:#4a8;height:.8em}</style></head>
-<body><h1>What is it?</h1>
-<form id="form"><input type="file" name="file" accept="image/*" required> <button>Predict</button></form>
-<img id="preview" alt="" hidden><div id="out"></div>
-<script>
-const form = document.getElementById("form"), out = document.getElementById("out");
-form.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const file = form.file.files[0], preview = document.getElementById("preview");
-  preview.src = URL.createObjectURL(file); preview.hidden = false;
-  out.textContent = "…";
-  const response = await fetch("predict", {method: "POST", body: new FormData(form)});
-  const answer = await response.json();
-  if (!response.ok) { out.textContent = "Error: " + answer.error; return; }
-  const table = document.createElement("table");
-  for (const {label, probability} of answer.predictions) {
-    const row = table.insertRow(), pct = (100 * probability).toFixed(1) + "%";
-    row.insertCell().textContent = label;
-    row.insertCell().textContent = pct;
-    const bar = document.createElement("div"); bar.className = "bar"; bar.style.width = pct;
-    const cell = row.insertCell(); cell.style.width = "12em"; cell.append(bar);
-  }
-  out.replaceChildren(table);
-});
-</script></body></html>
-"""

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from . import demo
 from .atomic import atomic_write_text, write_json
@@ -61,6 +61,17 @@ def url_problem(url: str, schemes: tuple[str, ...]) -> str:
     return ""
 
 
+def without_credentials(url: str) -> str:
+    """`url` with any user:password@ removed: a list may carry them, no report or cache may."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def from_demo(p: FetchParams, web_dir: Path) -> dict[str, list[Hit]]:
     return {cls: [Hit(u) for u in urls] for cls, urls in demo.build_web(p.classes, p.demo, web_dir).items()}
 
@@ -79,15 +90,22 @@ def from_files(p: FetchParams) -> dict[str, list[Hit]]:
             raise SourceError(f"fetch.source=files: {path} not found; write one URL per line "
                               f"for class {cls!r} there (fetch.files_dir={p.files_dir!r})")
         hits[cls] = []
-        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            url = line.strip()
+        for n, raw in enumerate(path.read_bytes().splitlines(), 1):
+            try:
+                url = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as e:
+                log("fetch_urls", f"skipped {path}:{n}: byte 0x{raw[e.start]:02x} is not UTF-8")
+                continue
             if not url or url.startswith("#"):
                 continue
             problem = url_problem(url, FILE_SCHEMES)
             if problem:
-                log("fetch_urls", f"skipped {path}:{n}: {url[:200]!r}: {problem}")
+                log("fetch_urls", f"skipped {path}:{n}: {without_credentials(url)[:200]!r}: {problem}")
                 continue
-            hits[cls].append(Hit(url))
+            if without_credentials(url) != url:
+                log("fetch_urls", f"{path}:{n}: user name and password removed from the URL; "
+                                  "they are never stored or sent")
+            hits[cls].append(Hit(without_credentials(url)))
     return hits
 
 
@@ -99,7 +117,7 @@ def _int(value: Any) -> int:
 
 
 def _hit(result: dict[str, Any]) -> Hit | None:
-    url = str(result.get("image") or "")
+    url = without_credentials(str(result.get("image") or ""))
     if url_problem(url, ("http", "https")):
         return None
     return Hit(url, str(result.get("url") or ""), _int(result.get("width")), _int(result.get("height")),

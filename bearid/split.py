@@ -13,6 +13,7 @@ import hashlib
 from pathlib import Path
 
 from .atomic import read_csv, write_csv
+from .params import ParamsError
 
 MANIFEST_FIELDS = ["path", "label", "split"]
 
@@ -49,7 +50,10 @@ def make_manifest(image_dir: Path, classes: list[str], valid_pct: float, test_pc
     for cls in classes:
         splits = {r["split"] for r in rows if r["label"] == cls}
         if not {"train", "valid"} <= splits:
-            raise ValueError(f"split: class {cls!r} has no images in {sorted({'train', 'valid'} - splits)}; "
+            raise ParamsError(f"split: class {cls!r} has no images in {sorted({'train', 'valid'} - splits)}; "
                              "add images or change split.valid_pct / split.seed")
+    if not any(r["split"] == "test" for r in rows):
+        raise ParamsError(f"split: no image fell into the test split ({len(rows)} images, "
+                          f"split.test_pct={test_pct:g}); the evaluate stage needs some: raise split.test_pct")
     write_csv(out, rows, MANIFEST_FIELDS)
     return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from .clean import DecisionsError
+from .decisions import DecisionsError
 from .params import ParamsError
 from .sources import SourceError
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -23,7 +24,7 @@ from . import diagnosis
 from .atomic import write_csv, write_json
 from .export import save_model
 from .learner import NORMALIZE, build_learner, dataloaders, fit_lesson, seed_everything
-from .params import TrainParams
+from .params import ParamsError, TrainParams
 from .plots import save_lr_find_png
 from .progress import log
 
@@ -50,6 +51,10 @@ def train_run(manifest_csv: Path, p: TrainParams, out_dir: Path, stage: str) -> 
     """Train on the manifest's train/valid rows; write model, metrics, plots and diagnosis."""
     seed_everything(p.seed)
     manifest = pd.read_csv(manifest_csv)
+    n_train = int((manifest["split"] == "train").sum())
+    if p.batch_size > n_train:  # fastai drops the last incomplete batch: there would be none to train on
+        raise ParamsError(f"{stage}: batch_size {p.batch_size} is more than the {n_train} training images "
+                          f"in {manifest_csv}; lower train.batch_size (or retrain.overrides.batch_size)")
     dls = dataloaders(manifest, p)
     with tempfile.TemporaryDirectory(prefix="bearid-") as work_dir:  # lr_find's scratch checkpoint
         learn = build_learner(dls, p, Path(work_dir))
@@ -63,7 +68,12 @@ def _train(learn, dls, p: TrainParams, out_dir: Path, stage: str) -> dict:
     log(stage, f"{len(dls.train_ds)} train / {len(dls.valid_ds)} valid images, "
                f"classes {list(dls.vocab)}, {p.arch} at {p.img_size}px")
 
-    live = Live(str(out_dir / "live"), save_dvc_exp=False, dvcyaml=None, report=None)
+    # DVCLive writes after every epoch: into a partial folder, renamed whole at the end, so that
+    # a killed run leaves no one-epoch metrics.json that `dvc metrics show` would present as real.
+    partial, live_dir = out_dir / ".live.partial", out_dir / "live"
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(live_dir, ignore_errors=True)
+    live = Live(str(partial), save_dvc_exp=False, dvcyaml=None, report=None)
     start = time.perf_counter()
     sched = fit_lesson(learn, p, cbs=[PhaseLogger(live=live)])
     seconds = time.perf_counter() - start
@@ -74,6 +84,7 @@ def _train(learn, dls, p: TrainParams, out_dir: Path, stage: str) -> dict:
         live.summary[key] = value
     live.summary["diagnosis"] = verdict["verdict"]
     live.end()
+    partial.rename(live_dir)
 
     save_model(learn.model, list(dls.vocab), p, NORMALIZE, out_dir)
     write_csv(out_dir / "history.csv", sched.history, list(sched.history[0]))

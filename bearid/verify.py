@@ -21,10 +21,16 @@ hashes them after the stage.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import io
 import math
+import multiprocessing
 import os
+import signal
+import threading
+import time
 import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -36,8 +42,8 @@ import numpy as np
 import scipy.fftpack  # noqa: F401 - imagehash.phash imports it on first use: here, forked workers inherit it
 from PIL import Image, ImageOps
 
-from .atomic import write_csv, write_json
-from .download import sniff_ext
+from .atomic import atomic_write_bytes, write_csv, write_json
+from .images import SNIFF_BYTES, sniff_ext
 from .params import VerifyParams
 from .progress import track
 
@@ -63,6 +69,7 @@ RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.B
 FLAT = 8  # grey levels: an image whose range is this small gets no perceptual hash
 HASH_INPUT = 128  # the pHash's 32x32 grey image is made from a box-reduced copy this big
 ORIENTATION = 0x0112
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -84,7 +91,14 @@ def _scale_16(a: np.ndarray) -> np.ndarray:
     """Integer or float samples of any range to 0..255."""
     a = np.nan_to_num(a.astype(np.float32))
     top = float(a.max(initial=0))
-    scale = 255 / 65535 if 255 < top <= 65535 else 255 / top if top > 65535 else 255.0 if 0 < top <= 1 else 1.0
+    if top > 65535:  # beyond 16 bits (32-bit integers, large floats): the maximum becomes white
+        scale = 255 / top
+    elif top > 255:  # 16-bit samples
+        scale = 255 / 65535
+    elif 0 < top <= 1:  # floats in 0..1
+        scale = 255.0
+    else:  # already 0..255
+        scale = 1.0
     return (a * scale).clip(0, 255).astype(np.uint8)
 
 
@@ -139,10 +153,10 @@ def decode(src: Path, p: VerifyParams) -> tuple[Image.Image, str, tuple[int, int
     Returns the RGB image, a note for the report and the output size, computed from
     the full size so that draft scaling does not change the aspect rounding.
     """
-    Image.MAX_IMAGE_PIXELS = p.max_pixels
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on odd tags: the decode decides
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Pillow's notes on odd tags, and its bomb warning: the decode and verify.max_pixels decide
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(src) as im:
             w, h = im.size
             if w * h > p.max_pixels:
@@ -184,11 +198,11 @@ def check_file(src: Path, cls: str, out_dir: Path, p: VerifyParams) -> Check:
         image, note, target = decode(src, p)
     except _Rejected as e:
         return _reject(src, cls, e.reason, e.detail)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         return _reject(src, cls, "decompression_bomb", f"verify.max_pixels={p.max_pixels}: {e}")
     except Image.UnidentifiedImageError:
         with open(src, "rb") as f:
-            ext = sniff_ext(f.read(32))
+            ext = sniff_ext(f.read(SNIFF_BYTES))
         if ext:  # an image signature, then a header no decoder accepts
             return _reject(src, cls, "corrupt", f"{ext[1:]} signature, unreadable header")
         return _reject(src, cls, "not_an_image")
@@ -205,34 +219,34 @@ def check_file(src: Path, cls: str, out_dir: Path, p: VerifyParams) -> Check:
     image.save(buf, format="JPEG", quality=JPEG_QUALITY)
     dst = out_dir / cls / f"{src.stem}.jpg"
     data = buf.getbuffer()
-    write_atomic(dst, data)
+    atomic_write_bytes(dst, data, fsync=False)
     sha = hashlib.sha256(data).hexdigest()[:16]  # the encoder is deterministic: same pixels, same bytes
     return Check(src.as_posix(), cls, "ok", "ok", note, image.width, image.height, dst.as_posix(), sha,
                  phash(image))
 
 
-def write_atomic(dst: Path, data) -> None:
-    """Write to a temp name beside dst, then rename: a kill leaves the old file or none, never half of one."""
-    tmp = dst.parent / f".{dst.name}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    except FileNotFoundError:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, dst)
-
-
 def _check(args: tuple) -> Check:
     return check_file(*args)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as the stage that started it is gone (killed: no shutdown ran).
+
+    A killed stage's workers would otherwise finish their queue, writing into
+    data/images, then block forever on a queue nobody feeds. Linux is told to kill
+    the worker with its parent; elsewhere a thread watches the parent id.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    if os.getppid() != parent:  # died before the prctl took effect
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def mark_duplicates(checks: list[Check]) -> None:
@@ -296,7 +310,8 @@ def verify_all(raw_dir: Path, out_dir: Path, report: Path, p: VerifyParams,
     if p.workers == 1:
         checks = list(track(map(_check, jobs), len(jobs), "verify"))
     else:
-        with ProcessPoolExecutor(p.workers) as pool:
+        with ProcessPoolExecutor(p.workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             chunk = max(1, min(16, len(jobs) // (4 * p.workers)))
             checks = list(track(pool.map(_check, jobs, chunksize=chunk), len(jobs), "verify"))
     mark_duplicates(checks)

@@ -6,7 +6,8 @@
    with micro-batching vs max_batch=1 (the anchor): requests/s, p50/p99, errors, peak RSS,
    against a sequential `learn.predict` loop.
 
-    .venv/bin/python benchmarks/serve.py [--model data/retrain] [--requests 1000] [--clients 8] [--threads N]
+    .venv/bin/python benchmarks/serve.py [--model data/retrain] [--images data/images] [--requests 1000]
+                                         [--clients 8] [--threads N]
 
 The load generator runs on the same CPU as the server, as a real client on this machine would.
 On a CPU shared with other work, requests/s follows the share of CPU the server gets; the
@@ -63,10 +64,10 @@ def timings(fn, repeat: int, warmup: int = 5) -> list[float]:
     return out
 
 
-def demo_images(model_dir: Path, n: int) -> list[Path]:
-    """Up to n images per class from data/images/<class>/, whose folder names are the model's classes."""
+def demo_images(model_dir: Path, n: int, root: Path) -> list[Path]:
+    """Up to n images per class from root/<class>/, whose folder names are the model's classes."""
     classes = read_meta(model_dir)["classes"]
-    return [p for c in classes for p in sorted((ROOT / "data/images" / c).glob("*"))[:n]]
+    return [p for c in classes for p in sorted((root / c).glob("*"))[:n]]
 
 
 def fastai_learner(model_dir: Path, paths: list[Path], work_dir: Path):
@@ -74,9 +75,10 @@ def fastai_learner(model_dir: Path, paths: list[Path], work_dir: Path):
     meta = read_meta(model_dir)
     p = params.parse("train", {**meta["params"], "pretrained": False, "device": "cpu",
                                "mixed_precision": False, "augment": False})
-    rows = [{"path": str(path.relative_to(ROOT)), "label": path.parent.name,
+    root = paths[0].parents[1]
+    rows = [{"path": str(path.relative_to(root)), "label": path.parent.name,
              "split": "train" if i % 2 else "valid"} for i, path in enumerate(paths)]
-    learn = build_learner(dataloaders(pd.DataFrame(rows), p), p, work_dir)
+    learn = build_learner(dataloaders(pd.DataFrame(rows), p, root), p, work_dir)
     learn.model.load_state_dict(load_file(model_dir / WEIGHTS))
     return learn
 
@@ -194,6 +196,7 @@ def bench_server(model_dir: Path, payloads: list[bytes], max_batch: int, max_wai
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=ROOT / "data/retrain")
+    ap.add_argument("--images", type=Path, default=ROOT / "data/images", help="folders of images named by class")
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=200, help="timed single-image calls")
@@ -202,8 +205,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads, here and in the server")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
-    os.chdir(ROOT)  # the fastai learner reads manifest paths relative to the project
-    paths = demo_images(args.model, 16)
+    os.chdir(ROOT)
+    paths = demo_images(args.model, 16, args.images.resolve())
     payloads = [p.read_bytes() for p in paths]
     meta = read_meta(args.model)
     print(f"model {args.model} ({meta['arch']}, {meta['img_size']} px), {os.cpu_count()} CPUs, "

@@ -8,7 +8,7 @@ import pytest
 
 from bearid import clean
 from bearid.atomic import read_csv, write_csv
-from bearid.clean import DecisionsError
+from bearid.decisions import DecisionsError
 from bearid.params import MinScore
 
 CLASSES = ["grizzly", "black", "teddy"]

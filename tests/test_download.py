@@ -21,7 +21,7 @@ from http_fixtures import BIG, HTML, JPEG, PNG, THUMBS, closed_port, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = DownloadParams(workers=8, per_host=8, connect_timeout=1.0, read_timeout=0.5, deadline=1.5, retries=2,
-                      backoff=0.05, max_bytes=100_000, max_redirects=3, allow_file=True)
+                      backoff=0.05, max_bytes=100_000, max_redirects=3, file_dir=".")
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_same_bytes_are_one_file_per_class(tmp_path, server):
     assert files(tmp_path / "raw") == [".journal.jsonl", f"a/{named(PNG, '.png')}", f"b/{named(PNG, '.png')}"]
 
 
-def test_file_urls_only_when_allowed(tmp_path, monkeypatch):
+def test_file_urls_only_inside_file_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     web = tmp_path / "web"
     web.mkdir()
@@ -122,9 +122,11 @@ def test_file_urls_only_when_allowed(tmp_path, monkeypatch):
     got = [(r.status, r.reason) for r in run(urls, tmp_path)]
     assert got == [("ok", "ok"), ("failed", "file_not_found"), ("failed", "empty"), ("failed", "not_an_image"),
                    ("duplicate", "duplicate"), ("failed", "file_unreadable")]
-    closed = run(urls, tmp_path / "closed", replace(FAST, allow_file=False))
+    closed = run(urls, tmp_path / "closed", replace(FAST, file_dir=""))
     assert {(r.status, r.reason) for r in closed} == {("failed", "scheme_not_allowed")}
-    assert "allow_file" in closed[0].detail
+    assert "download.file_dir" in closed[0].detail
+    elsewhere = run(urls, tmp_path / "elsewhere", replace(FAST, file_dir="other"))
+    assert {(r.status, r.reason) for r in elsewhere} == {("failed", "outside_file_dir")}
 
 
 def test_max_bytes_is_exact(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from helpers import MODEL_CLASSES, MODEL_STATS, export_untrained
 
-from bearid.export import META, WEIGHTS, load_model, read_meta, save_model
+from bearid.export import META, WEIGHTS, ModelError, load_model, meta_hash, read_meta, save_model
 from bearid.learner import NORMALIZE, build_learner, dataloaders
 from bearid.params import TrainParams
 from bearid.predict import BadImage, Predictor
@@ -61,7 +61,7 @@ def test_meta(exported):
     assert meta["mean"] == STATS[0] and meta["std"] == STATS[1]
     assert meta["weights_sha256"] == hashlib.sha256((out / WEIGHTS).read_bytes()).hexdigest()
     assert meta["params"] == {**dataclasses.asdict(TrainParams()), "img_size": 32}
-    assert meta["format"] == 1 and meta["weights"] == WEIGHTS
+    assert meta["format"] == 2 and meta["weights"] == WEIGHTS
     revision = meta["git_revision"]
     assert revision is None or (len(revision) == 40 and int(revision, 16) >= 0)
     assert not list(out.glob(".*"))  # no temp files left
@@ -106,8 +106,9 @@ def test_load_model_refuses_weights_of_another_export(exported, tmp_path):
     out = tmp_path / "model"
     shutil.copytree(exported[2], out)
     meta = read_meta(out)
-    (out / META).write_text(json.dumps({**meta, "weights_sha256": "0" * 64}))
-    with pytest.raises(ValueError, match="sha256"):
+    changed = {**meta, "weights_sha256": "0" * 64}
+    (out / META).write_text(json.dumps({**changed, "meta_sha256": meta_hash(changed)}))
+    with pytest.raises(ModelError, match="sha256 differs from model.json's weights_sha256"):
         load_model(out)
 
 

@@ -24,6 +24,10 @@ CLASSES = ["grizzly", "black", "teddy"]
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path)
+
+
+def make_project(tmp_path: Path) -> Path:
     """Five candidate images (thumbnails under data/interpret/thumbs), an earlier decision for another image."""
     rows = []
     for i in range(5):
@@ -48,12 +52,17 @@ def app_for(project: Path, page_size: int = 3):
                       CLASSES, page_size=page_size)
 
 
+def client_for(project: Path, page_size: int = 3) -> TestClient:
+    """A client that names the server as a browser on this machine does (the app checks Host)."""
+    return TestClient(app_for(project, page_size), base_url="http://127.0.0.1:8001")
+
+
 def decisions(project: Path) -> list[dict]:
     return read_csv(project / "cleaning/decisions.csv")
 
 
 def test_candidates_a_page_at_a_time(project):
-    client = TestClient(app_for(project))
+    client = client_for(project)
     assert "Review cleaning candidates" in client.get("/").text
     first = client.get("/api/candidates").json()
     assert first["total"] == 5 and first["pages"] == 2 and first["classes"] == CLASSES
@@ -67,7 +76,7 @@ def test_candidates_a_page_at_a_time(project):
 
 
 def test_decisions_are_written_at_once_and_shown_again(project):
-    client = TestClient(app_for(project))
+    client = client_for(project)
     for path, action, label in [("0", "keep", ""), ("1", "delete", ""), ("2", "relabel", "teddy"), ("0", "delete", "")]:
         r = client.post("/api/decisions", json={"path": f"data/images/grizzly/{path}.png", "action": action, "label": label})
         assert r.status_code == 200, r.text
@@ -77,7 +86,7 @@ def test_decisions_are_written_at_once_and_shown_again(project):
         {"path": "data/images/grizzly/1.png", "action": "delete", "label": ""},
         {"path": "data/images/grizzly/2.png", "action": "relabel", "label": "teddy"},
     ]
-    items = TestClient(app_for(project)).get("/api/candidates").json()["items"]  # a restarted server
+    items = client_for(project).get("/api/candidates").json()["items"]  # a restarted server
     assert [i["decision"] for i in items] == [{"action": "delete", "label": ""}, {"action": "delete", "label": ""},
                                               {"action": "relabel", "label": "teddy"}]
     r = client.post("/api/decisions", json={"path": "data/images/grizzly/1.png", "action": "undecided"})
@@ -93,13 +102,13 @@ def test_decisions_are_written_at_once_and_shown_again(project):
 ])
 def test_bad_decisions_are_refused_and_change_nothing(project, body, status, message):
     before = (project / "cleaning/decisions.csv").read_bytes()
-    r = TestClient(app_for(project)).post("/api/decisions", json=body)
+    r = client_for(project).post("/api/decisions", json=body)
     assert r.status_code == status and message in r.json()["error"]
     assert (project / "cleaning/decisions.csv").read_bytes() == before
 
 
 def test_body_that_is_not_json(project):
-    r = TestClient(app_for(project)).post("/api/decisions", content=b"path=x", headers={"content-type": "text/plain"})
+    r = client_for(project).post("/api/decisions", content=b"path=x", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "JSON" in r.json()["error"]
 
 
@@ -109,12 +118,12 @@ def test_body_that_is_not_json(project):
     "/image/data/interpret/candidates.csv", "/image/data/images/nope.png",
 ])
 def test_images_only_from_inside_the_data_folder(project, url):
-    r = TestClient(app_for(project)).get(url)
+    r = client_for(project).get(url)
     assert r.status_code == 404, url
 
 
 def test_image_is_served(project):
-    r = TestClient(app_for(project)).get("/image/data/interpret/thumbs/1.jpg")
+    r = client_for(project).get("/image/data/interpret/thumbs/1.jpg")
     assert r.status_code == 200 and r.content == (project / "data/interpret/thumbs/1.jpg").read_bytes()
 
 

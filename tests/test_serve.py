@@ -10,6 +10,7 @@ import struct
 import threading
 import time
 import zlib
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -69,7 +70,9 @@ def post(client: TestClient, data: bytes, name: str = "x.png", **kwargs) -> http
 def test_index_page(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert '<input type="file" name="file"' in r.text and 'fetch("predict"' in r.text
+    assert '<input type="file" name="file"' in r.text and '<script src="static/serve.js">' in r.text
+    script = client.get("/static/serve.js")
+    assert script.status_code == 200 and 'fetch("predict"' in script.text
 
 
 def test_health(client, model_dir):
@@ -273,7 +276,7 @@ def test_serve_args(tmp_path, capsys):
     assert config.model == tmp_path and config.max_batch == 4 and config.max_upload_mb == 10
     assert (host, port) == ("127.0.0.1", 8123)
     assert main(["--model", str(tmp_path)]) == 2
-    assert "no exported model" in capsys.readouterr().err
+    assert "model.json: not found; export a model first" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_args(["--max-batch", "0"])
 
@@ -360,3 +363,16 @@ def test_upload_page_in_a_browser(server, page, tmp_path):
     page.click("button")
     page.wait_for_selector("#out:has-text('Error: not an image')")
     assert all("status of 415" in e for e in page.errors)  # only the refused upload
+
+
+def test_pages_are_package_data():
+    """Every template and static file is matched by pyproject's package-data, so `pip install .` ships it."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["bearid"]
+    files = [f.relative_to(root / "bearid").as_posix() for d in ("templates", "static")
+             for f in (root / "bearid" / d).iterdir()]
+    assert {"templates/review.html", "templates/serve.html", "static/review.js", "static/serve.js"} <= set(files)
+    assert [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)] == []

@@ -25,8 +25,11 @@ TINY = {"img_size": 32, "batch_size": 8, "lr_find_iters": 20, "freeze_epochs": 1
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory) -> Path:
+    return make_digits(tmp_path_factory.mktemp("digits"))
+
+
+def make_digits(root: Path) -> Path:
     """40 train and 20 valid images of two digits, paths relative to the returned folder."""
-    root = tmp_path_factory.mktemp("digits")
     images, targets = digit_images(32)
     rng = np.random.default_rng(0)
     rows = []
