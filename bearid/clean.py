@@ -18,15 +18,10 @@ from pathlib import Path
 from .atomic import read_csv, write_csv
 from .params import MinScore
 from .progress import log
-from .split import MANIFEST_FIELDS
+from .errors import DecisionsError
+from .vocab import ACTIONS, MANIFEST_FIELDS, MISLABELED, OUT_OF_PLACE
 
-ACTIONS = ("keep", "delete", "relabel")
-MISLABELED, OUT_OF_PLACE = "likely_mislabeled", "likely_out_of_place"  # interpret's reasons
 REPORT_FIELDS = ["path", "label", "action", "new_label", "decided_by", "reason"]
-
-
-class DecisionsError(ValueError):
-    """A bad line in the decisions file; the message names the line."""
 
 
 def read_decisions(path: Path, classes: list[str]) -> dict[str, dict]:

@@ -15,13 +15,11 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from .errors import ParamsError
+from .vocab import DIGIT_NAMES
+
 PARAMS_FILE = Path("params.yaml")
-DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SUGGESTIONS = ("valley", "steep", "minimum", "slide")
-
-
-class ParamsError(ValueError):
-    """A bad value in params.yaml; the message names the key."""
 
 
 @dataclass(frozen=True)

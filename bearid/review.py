@@ -21,7 +21,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from .atomic import read_csv, write_csv
-from .clean import ACTIONS
+from .vocab import ACTIONS
 
 DECISION_FIELDS = ["path", "action", "label"]
 IMAGE_TYPES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"}

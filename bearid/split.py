@@ -13,8 +13,8 @@ import hashlib
 from pathlib import Path
 
 from .atomic import read_csv, write_csv
+from .vocab import MANIFEST_FIELDS
 
-MANIFEST_FIELDS = ["path", "label", "split"]
 
 
 def unit_hash(name: str, seed: int) -> float:

@@ -3,7 +3,7 @@
 import time
 from pathlib import Path
 
-from bearid import params, stage
+from bearid import params, runner
 from bearid.crossval import FoldParams, crossval
 from bearid.progress import log
 
@@ -21,4 +21,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("crossval", main)
+    runner.run("crossval", main)

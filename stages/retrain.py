@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bearid import params, stage
+from bearid import params, runner
 from bearid.training import train_run
 
 
@@ -12,4 +12,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("retrain", main)
+    runner.run("retrain", main)

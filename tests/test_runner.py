@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bearid import stage
+from bearid import runner
 from bearid.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,14 +18,14 @@ def test_user_error_exits_2_with_one_line(capsys):
         raise ParamsError("train.lr: -1 is out of range")
 
     with pytest.raises(SystemExit) as exit_info:
-        stage.run("train", body)
+        runner.run("train", body)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "train: error: train.lr: -1 is out of range\n"
 
 
 def test_other_errors_are_not_swallowed():
     with pytest.raises(ZeroDivisionError):
-        stage.run("train", lambda: 1 / 0)
+        runner.run("train", lambda: 1 / 0)
 
 
 @pytest.mark.parametrize("params_yaml, stage_name, named", [
