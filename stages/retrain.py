@@ -7,7 +7,7 @@ from bearid.training import train_run
 
 
 def main() -> None:
-    p = params.load("retrain").apply(params.load("train"))
+    p = params.load("retrain")  # train's settings, with retrain's non-null keys
     train_run(Path("data/clean/manifest.csv"), p, Path("data/retrain"), "retrain")
 
 

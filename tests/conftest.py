@@ -25,6 +25,20 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+BROWSER_FIXTURES = {"browser", "page"}
+SLOW_FIXTURES = {"project", "project_copy", "matrix_repo"}
+
+
+def pytest_collection_modifyitems(items):
+    """Tiers by what a test uses: `make test-quick` deselects `browser` and `slow` (docs/development.md)."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.is_file():
@@ -63,6 +77,17 @@ TINY = {
     "train": {"img_size": 32, "batch_size": 8, "freeze_epochs": 1, "epochs": 1, "lr_find_iters": 20},
     "crossval": {"folds": 2, "epochs": 1, "img_size": 32},
 }
+
+
+PROJECT_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def project_params(section: str, **changes):
+    """A section's validated params as the project's params.yaml holds them, with `changes` applied
+    (a nested mapping is merged): params.yaml is the one source of values, also for tests."""
+    from bearid import params
+
+    return params.parse(section, merge(PROJECT_PARAMS[section], changes))
 
 
 def dvc_env() -> dict:
@@ -151,11 +176,10 @@ def export_untrained(out: Path, img_size: int = 32):
     from fastai.vision.learner import create_vision_model
 
     from bearid.export import save_model
-    from bearid.params import TrainParams
 
     torch.manual_seed(0)
     model = create_vision_model(torchvision.models.resnet18, len(MODEL_CLASSES), pretrained=False).eval()
-    return model, save_model(model, MODEL_CLASSES, TrainParams(img_size=img_size), MODEL_STATS, out)
+    return model, save_model(model, MODEL_CLASSES, project_params("train", img_size=img_size), MODEL_STATS, out)
 
 
 @pytest.fixture(scope="module")
