@@ -43,6 +43,7 @@ def make_images(root: Path, n: int) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow  # trains two fold models
 def test_crossval_scores_every_train_and_valid_image_out_of_sample(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # manifest paths are relative to the project root
     rows = make_images(tmp_path, 8)
@@ -67,6 +68,7 @@ def test_one_class_is_an_error(tmp_path):
         crossval(tmp_path / "manifest.csv", FoldParams(2, 1, 1e-2, project_params("train")), tmp_path / "cv")
 
 
+@pytest.mark.slow  # trains two fold models
 def test_crossval_measures_an_image_unlike_the_rest_as_far_from_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = make_images(tmp_path, 8)
