@@ -22,8 +22,8 @@ ALLOWED = {
     "bearid/errors.py": "exception classes only",
     "bearid/runner.py": "turns a user error into one line and exit status 2",
     "bearid/progress.py": "log lines and progress bars on stderr",
-    # Parsing and validation only: every default lives in params.yaml, which DVC tracks key by key, and
-    # a value it accepts reaches the stage as params.yaml holds it.
+    # Parsing and validation only: every value lives in params.yaml, which DVC tracks key by key, and a
+    # value it accepts reaches the stage as params.yaml holds it (a null retrain key: train's value).
     "bearid/params.py": "reads params.yaml into typed, validated objects",
 }
 
