@@ -1,19 +1,21 @@
 # `make run`: set up and run the pipeline on the offline demo.
-# `make test`: set up and run the test suite.
+# `make test`: set up, lint, and run the whole test suite (what CI runs).
+# `make test-quick`: the tests that need neither a browser nor a pipeline run (docs/development.md).
+# `make lock`: regenerate requirements.lock from pyproject.toml, keeping every pin it can.
 VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup browser run test review clean-venv
+.PHONY: setup browser run test test-quick lint lock review clean-venv
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# Every package at the exact version and hash of requirements.lock, then the project itself.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -27,8 +29,17 @@ $(CHROMIUM):
 run: setup
 	dvc repro
 
-test: setup browser
+lint: setup
+	ruff check .
+
+test: setup browser lint
 	python -m pytest
+
+test-quick: setup lint
+	python -m pytest -m "not browser and not slow"
+
+lock: setup
+	uv pip compile pyproject.toml --all-extras --generate-hashes --python-version 3.11.7 --no-header -o requirements.lock
 
 # Review the cleaning candidates in the browser (http://127.0.0.1:8001/), then `dvc repro`.
 review: setup

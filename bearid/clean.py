@@ -19,9 +19,9 @@ from . import decisions as decisions_file
 from .atomic import read_csv, write_csv
 from .params import MinScore
 from .progress import log
-from .split import MANIFEST_FIELDS
+from .errors import DecisionsError
+from .vocab import ACTIONS, MANIFEST_FIELDS, MISLABELED, OUT_OF_PLACE
 
-MISLABELED, OUT_OF_PLACE = "likely_mislabeled", "likely_out_of_place"  # interpret's reasons
 REPORT_FIELDS = ["path", "label", "action", "new_label", "decided_by", "reason"]
 
 

@@ -17,6 +17,7 @@ column, for the out-of-place score.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 import time
@@ -36,6 +37,15 @@ from .progress import log
 
 PROB_PREFIX = "prob_"
 APPEARANCE = "appearance"
+TRAIN_KEYS = ("arch", "pretrained", "batch_size", "seed")  # the train keys the folds follow (declared in dvc.yaml)
+# The fold models' fixed training settings: plain, unaugmented one-cycle training on the CPU or GPU.
+FOLD_SETTINGS = {"augment": False, "aug": {}, "wd": 0.01, "ps": 0.5, "device": "auto", "mixed_precision": "auto",
+                 "channels_last": False, "num_workers": 0}
+
+
+def fold_train(train: TrainParams, img_size: int) -> TrainParams:
+    """The settings a fold model trains with: train's TRAIN_KEYS, crossval's image size, FOLD_SETTINGS."""
+    return dataclasses.replace(train, img_size=img_size, **FOLD_SETTINGS)
 
 
 @dataclass(frozen=True)

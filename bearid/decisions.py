@@ -16,15 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write_text
+from .errors import DecisionsError
+from .vocab import ACTIONS
 
-ACTIONS = ("keep", "delete", "relabel")
 REQUIRED = ("path", "action")
 FIELDS = ["path", "action", "label"]
 BOM = "\ufeff"
-
-
-class DecisionsError(ValueError):
-    """A decisions file that cannot be read safely; the message names the file and line."""
 
 
 @dataclass

@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from .atomic import atomic_write_bytes, read_csv, write_csv
-from .params import DIGIT_NAMES, DemoParams
+from .params import DemoParams
+from .vocab import DIGIT_NAMES
 
 GROUND_TRUTH = "ground_truth.csv"
 TRUTH_FIELDS = ["url", "listed_class", "true_class", "fault", "sha256"]

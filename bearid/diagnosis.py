@@ -31,7 +31,7 @@ ADVICE = {
 }
 
 
-def diagnose(history: list[dict], t: DiagnoseParams = DiagnoseParams(), n_valid: int | None = None,
+def diagnose(history: list[dict], t: DiagnoseParams, n_valid: int | None = None,
              n_classes: int | None = None) -> dict:
     """A verdict, the evidence behind it, and the fix the lesson suggests.
 

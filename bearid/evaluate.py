@@ -15,8 +15,8 @@ import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
 from .atomic import read_csv, write_csv
-from .clean import OUT_OF_PLACE
 from .predict import Predictor
+from .vocab import OUT_OF_PLACE
 
 FAULTS_TO_CLEAN = ("mislabeled", "out_of_place")
 

@@ -47,13 +47,13 @@ from sklearn.metrics import precision_recall_fscore_support  # noqa: E402
 
 from . import params  # noqa: E402
 from .atomic import atomic_open, write_csv  # noqa: E402
-from .clean import MISLABELED, OUT_OF_PLACE  # noqa: E402
 from .crossval import APPEARANCE, read_probs  # noqa: E402
 from .export import WEIGHTS, read_meta  # noqa: E402
 from .learner import build_learner, dataloaders  # noqa: E402
 from .outliers import appearance_score  # noqa: E402
 from .params import InterpretParams  # noqa: E402
 from .plots import save_figure  # noqa: E402
+from .vocab import MISLABELED, OUT_OF_PLACE  # noqa: E402
 
 METHODS = ("top_losses", "confident_learning")
 SOURCES = ("in_sample", "out_of_sample")

@@ -29,7 +29,8 @@ from fastai.vision.data import ImageBlock
 from fastai.vision.learner import vision_learner
 
 from .archs import bare_model, body, resolve
-from .params import ParamsError, TrainParams
+from .errors import ParamsError
+from .params import TrainParams
 
 ROOT = Path(".")
 NORMALIZE = imagenet_stats

@@ -1,8 +1,10 @@
 """Typed, validated views of params.yaml, one dataclass per section.
 
-Every stage reads exactly one or two sections through `load`; an unknown key, a
-wrong type or an out-of-range value fails at once, naming the key, so a typo in
-`dvc exp run -S` never trains for ten minutes on a default.
+params.yaml is the one source of values: every key must be there, and the code
+holds no defaults. Each field holds its key's type, range and meaning once
+(`param(...)`), from which docs/parameters.md is generated (`bearid params-doc`).
+An unknown, missing, mistyped or out-of-range key fails at once, naming the key,
+so a typo in `dvc exp run -S` never trains for ten minutes on a wrong value.
 """
 
 from __future__ import annotations
@@ -15,44 +17,41 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from .errors import ParamsError
+from .vocab import DIGIT_NAMES
+
 PARAMS_FILE = Path("params.yaml")
-DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SUGGESTIONS = ("valley", "steep", "minimum", "slide")
 
 
-class ParamsError(ValueError):
-    """A bad value in params.yaml; the message names the key."""
+def param(meaning: str, lo: float | None = None, hi: float | None = None) -> Any:
+    """A params.yaml key: its one-line meaning and, for a number, its inclusive range [lo, hi]."""
+    return field(metadata={"meaning": meaning, "range": None if lo is None else (lo, hi)})
 
 
 @dataclass(frozen=True)
 class DemoParams:
-    img_size: int = 32
-    per_class: int = 0  # 0: every digit image of the class
-    mislabeled: float = 0.08
-    out_of_place: float = 0.03
-    corrupt_per_kind: int = 2
-    duplicates: int = 5
-    seed: int = 0
-
-    def check(self, key: str) -> None:
-        _range(f"{key}.img_size", self.img_size, 8, 1024)
-        _range(f"{key}.per_class", self.per_class, 0, 10_000)
-        _range(f"{key}.mislabeled", self.mislabeled, 0.0, 0.5)
-        _range(f"{key}.out_of_place", self.out_of_place, 0.0, 0.5)
-        _range(f"{key}.corrupt_per_kind", self.corrupt_per_kind, 0, 100)
-        _range(f"{key}.duplicates", self.duplicates, 0, 1000)
+    """The offline demo world: digit images with injected faults."""
+    img_size: int = param("side of the demo's square images, in pixels", 8, 1024)
+    per_class: int = param("digit images per class; 0 takes all (~180)", 0, 10_000)
+    mislabeled: float = param("share of images given a wrong class", 0.0, 0.5)
+    out_of_place: float = param("share of images that are photo crops, no digit at all", 0.0, 0.5)
+    corrupt_per_kind: int = param("bad files per kind: truncated, empty, HTML, dead link", 0, 100)
+    duplicates: int = param("exact copies of clean images added to the URL lists", 0, 1000)
+    seed: int = param("seed of the demo world")
 
 
 @dataclass(frozen=True)
 class FetchParams:
-    source: Literal["demo", "files", "ddg"] = "demo"
-    classes: list = field(default_factory=lambda: ["three", "five", "eight"])
-    query: str = "{cls}"
-    max_per_class: int = 200
-    files_dir: str = "urls"
-    search_retries: int = 4  # ddg: tries per query on rate-limit / timeout errors
-    search_backoff: float = 2.0  # ddg: first wait in seconds, doubled per retry, capped at 60
-    demo: DemoParams = field(default_factory=DemoParams)
+    """Where the URL lists come from (stage fetch_urls); `classes` is read by download, split, clean too."""
+    source: Literal["demo", "files", "ddg"] = param("demo (offline) | files (your URL lists) | ddg (DuckDuckGo)")
+    classes: list = param("class names; for the demo, digit names zero to nine")
+    query: str = param("search query per class, {cls} standing for the class (ddg)")
+    max_per_class: int = param("at most this many URLs per class", 1, 100_000)
+    files_dir: str = param("folder of <class>.txt URL lists (source: files)")
+    search_retries: int = param("ddg: tries per query on rate-limit or timeout errors", 1, 20)
+    search_backoff: float = param("ddg: seconds before the first retry, doubled each time, capped at 60", 0.0, 60.0)
+    demo: DemoParams = param("the demo world (source: demo)")
 
     def check(self, key: str) -> None:
         if not self.classes:
@@ -76,35 +75,23 @@ class FetchParams:
         if "\0" not in filled:
             raise ParamsError(f"{key}.query: {self.query!r} must contain '{{cls}}' and no other "
                               "placeholder, e.g. '{cls} bear'")
-        _range(f"{key}.max_per_class", self.max_per_class, 1, 100_000)
-        _range(f"{key}.search_retries", self.search_retries, 1, 20)
-        _range(f"{key}.search_backoff", self.search_backoff, 0.0, 60.0)
-        self.demo.check(f"{key}.demo")
 
 
 @dataclass(frozen=True)
 class DownloadParams:
-    workers: int = 64  # threads: downloading waits on the network, not the CPU; per_host caps each host
-    per_host: int = 8  # at most this many requests to one host at a time
-    connect_timeout: float = 5.0
-    read_timeout: float = 10.0  # longest silence while reading
-    deadline: float = 15.0  # total seconds per URL, retries included: trickling servers are cut off
-    retries: int = 2  # extra tries after a 429 / 5xx / connection error
-    backoff: float = 0.5  # first wait in seconds before a retry, doubled per retry
-    max_bytes: int = 20_000_000
-    max_redirects: int = 5
-    file_dir: str = "data/web"  # file: URLs are read only inside this folder ("" = none); default: the demo's
+    """Fetching every URL to a file (stage download)."""
+    workers: int = param("threads: they wait on the network; per_host caps each host", 1, 256)
+    per_host: int = param("concurrent requests to one host", 1, 256)
+    connect_timeout: float = param("seconds to connect", 0.1, 600)
+    read_timeout: float = param("longest silence while reading a response, seconds", 0.1, 600)
+    deadline: float = param("total seconds per URL, retries included", 0.1, 3600)
+    retries: int = param("extra tries on 429, 5xx and connection errors", 0, 10)
+    backoff: float = param("seconds before the first retry, doubled each time", 0.0, 60)
+    max_bytes: int = param("larger responses are cut off and rejected", 1, 10**10)
+    max_redirects: int = param("redirects followed per URL", 0, 30)
+    file_dir: str = param("file: URLs are read only inside this folder; \"\" allows none (the demo's: data/web)")
 
     def check(self, key: str) -> None:
-        _range(f"{key}.workers", self.workers, 1, 256)
-        _range(f"{key}.per_host", self.per_host, 1, 256)
-        _range(f"{key}.connect_timeout", self.connect_timeout, 0.1, 600)
-        _range(f"{key}.read_timeout", self.read_timeout, 0.1, 600)
-        _range(f"{key}.deadline", self.deadline, 0.1, 3600)
-        _range(f"{key}.retries", self.retries, 0, 10)
-        _range(f"{key}.backoff", self.backoff, 0.0, 60)
-        _range(f"{key}.max_bytes", self.max_bytes, 1, 10**10)
-        _range(f"{key}.max_redirects", self.max_redirects, 0, 30)
         if self.file_dir and Path(self.file_dir).resolve() == Path(self.file_dir).resolve().parent:
             raise ParamsError(f"{key}.file_dir: {self.file_dir!r} is the file system's root; name the folder "
                               "that holds your local images")
@@ -112,34 +99,28 @@ class DownloadParams:
 
 @dataclass(frozen=True)
 class VerifyParams:
-    max_size: int = 64
-    workers: int = 2
-    min_size: int = 16  # reject images whose shorter side is below this
-    max_pixels: int = 50_000_000  # larger images are rejected as decompression bombs (at most Pillow's 2 x 89.5 M)
-    animated: Literal["first", "reject"] = "first"
-    near_dup_distance: int = 3  # pHash bits that may differ between near-duplicates (demo digits: >= 4)
-    resample: Literal["bilinear", "bicubic", "lanczos"] = "bilinear"  # Pillow's antialiased downscaling filter
-
-    def check(self, key: str) -> None:
-        _range(f"{key}.max_size", self.max_size, 8, 10_000)
-        _range(f"{key}.workers", self.workers, 1, 64)
-        _range(f"{key}.min_size", self.min_size, 1, 10_000)
-        _range(f"{key}.max_pixels", self.max_pixels, 64, 2 * 89_478_485)  # Pillow refuses more, whatever we say
-        _range(f"{key}.near_dup_distance", self.near_dup_distance, 0, 32)
+    """Decoding and resizing every downloaded file (stage verify)."""
+    max_size: int = param("longest side of a kept image, in pixels", 8, 10_000)
+    workers: int = param("decoding processes", 1, 64)
+    min_size: int = param("shorter side below this: rejected as too_small", 1, 10_000)
+    max_pixels: int = param("more pixels: rejected as a decompression bomb (Pillow refuses over 2 x 89.5 M)",
+                            64, 2 * 89_478_485)
+    animated: Literal["first", "reject"] = param("animated images: keep the first frame | reject")
+    near_dup_distance: int = param("pHash bits that may differ between near-duplicates (demo digits: >= 4)", 0, 32)
+    resample: Literal["bilinear", "bicubic", "lanczos"] = param("Pillow's antialiased downscaling filter")
 
 
 @dataclass(frozen=True)
 class SplitParams:
-    valid_pct: float = 0.2
-    test_pct: float = 0.15
-    seed: int = 42
+    """The seeded, content-hash-stable train/valid/test split (stage split)."""
+    valid_pct: float = param("share of images for validation", 0.01, 0.98)
+    test_pct: float = param("share of images held out for the test", 0.0, 0.98)
+    seed: int = param("seed of the split's hash")
 
     def check(self, key: str) -> None:
-        _range(f"{key}.valid_pct", self.valid_pct, 0.01, 0.98)
         if self.test_pct <= 0:
             raise ParamsError(f"{key}.test_pct: {self.test_pct!r} leaves no test images, and the evaluate stage "
                               "scores both models on them; use e.g. 0.15")
-        _range(f"{key}.test_pct", self.test_pct, 0.0, 0.98)
         if self.valid_pct + self.test_pct >= 1:
             raise ParamsError(f"{key}.valid_pct + {key}.test_pct = {self.valid_pct + self.test_pct:g}: "
                               "must be below 1 to leave images to train on")
@@ -147,17 +128,14 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class DiagnoseParams:
-    """Thresholds of the training diagnosis (see bearid/diagnosis.py)."""
-    explode_ratio: float = 3.0  # final valid loss / best valid loss
-    min_improvement: float = 0.1  # relative error-rate drop from first to best epoch
-    worsen_tolerance: float = 0.02  # absolute error-rate rise after the best epoch
-    underfit_ratio: float = 1.3  # final train loss / final valid loss
-
-    def check(self, key: str) -> None:
-        _range(f"{key}.explode_ratio", self.explode_ratio, 1.0, 1e6)
-        _range(f"{key}.min_improvement", self.min_improvement, 0.0, 1.0)
-        _range(f"{key}.worsen_tolerance", self.worsen_tolerance, 0.0, 1.0)
-        _range(f"{key}.underfit_ratio", self.underfit_ratio, 1.0, 1e6)
+    """Thresholds of the training diagnosis (bearid/diagnosis.py)."""
+    explode_ratio: float = param("lr_too_high when final valid loss exceeds best (or chance) loss by this factor",
+                               1.0, 1e6)
+    min_improvement: float = param("lr_too_low below this relative error-rate drop from first to best epoch",
+                                 0.0, 1.0)
+    worsen_tolerance: float = param("too_many_epochs above this absolute error-rate rise after the best epoch",
+                                  0.0, 1.0)
+    underfit_ratio: float = param("too_few_epochs when final train loss exceeds valid loss by this factor", 1.0, 1e6)
 
 
 # train.aug: fastai aug_transforms arguments that make sense as params, each with its allowed values
@@ -189,26 +167,28 @@ def check_aug(key: str, aug: dict) -> None:
 
 @dataclass(frozen=True)
 class TrainParams:
-    arch: str = "resnet18"
-    pretrained: Union[bool, str] = False
-    img_size: int = 64
-    batch_size: int = 16
-    freeze_epochs: int = 1
-    epochs: int = 6
-    lr: float = 3e-3  # the lesson's fine-tuning rate; the demo trains from scratch at 1e-2 (params.yaml)
-    lr_min: Union[float, str] = "auto"
-    suggest: Literal["valley", "steep", "minimum", "slide"] = "valley"
-    lr_find_iters: int = 50
-    wd: float = 0.01
-    ps: float = 0.5
-    augment: bool = False
-    aug: dict = field(default_factory=dict)
-    seed: int = 42
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    mixed_precision: Union[bool, str] = "auto"
-    channels_last: bool = False
-    num_workers: int = 0
-    diagnose: DiagnoseParams = field(default_factory=DiagnoseParams)
+    """The lesson's two-phase fine-tuning (stages train and retrain)."""
+    arch: str = param("architecture by name: resnet18/34/50, densenet121, xresnet18, ...")
+    pretrained: Union[bool, str] = param("false (from scratch) | true (torchvision cache) | path to a weights file")
+    img_size: int = param("side of the square training images, in pixels", 16, 2048)
+    batch_size: int = param("images per batch", 1, 4096)
+    freeze_epochs: int = param("epochs with the body frozen; 0 skips that phase", 0, 1000)
+    epochs: int = param("epochs after unfreezing", 1, 1000)
+    lr: float = param("peak learning rate (the lesson's fine-tuning: 3e-3)")
+    lr_min: Union[float, str] = param("lowest layers' rate: auto (the LR finder's suggestion, capped at lr/10) "
+                                    "or a number")
+    suggest: Literal["valley", "steep", "minimum", "slide"] = param("which LR-finder suggestion auto takes")
+    lr_find_iters: int = param("LR-finder iterations", 20, 1000)
+    wd: float = param("weight decay", 0.0, 10.0)
+    ps: float = param("dropout of the head", 0.0, 0.99)
+    augment: bool = param("apply aug_transforms")
+    aug: dict = param("arguments of fastai's aug_transforms (do_flip, max_rotate, max_warp, ...)")
+    seed: int = param("seed of weights, batches and augmentation")
+    device: Literal["auto", "cpu", "cuda"] = param("auto | cpu | cuda")
+    mixed_precision: Union[bool, str] = param("auto (on with CUDA) | true | false")
+    channels_last: bool = param("channels-last memory format")
+    num_workers: int = param("data-loading processes", 0, 64)
+    diagnose: DiagnoseParams = param("thresholds of the training diagnosis")
 
     def check(self, key: str) -> None:
         from .archs import ARCHS  # torch-heavy: only stages that train pay for it
@@ -218,121 +198,86 @@ class TrainParams:
         if isinstance(self.pretrained, str) and not Path(self.pretrained).is_file():
             raise ParamsError(f"{key}.pretrained: weights file {self.pretrained!r} not found "
                               "(use false, true for the torchvision cache, or a local file)")
-        _range(f"{key}.img_size", self.img_size, 16, 2048)
-        _range(f"{key}.batch_size", self.batch_size, 1, 4096)
-        _range(f"{key}.freeze_epochs", self.freeze_epochs, 0, 1000)
-        _range(f"{key}.epochs", self.epochs, 1, 1000)
         if not self.lr > 0 or self.lr >= 100:
             raise ParamsError(f"{key}.lr: {self.lr!r} must be > 0 and < 100")
         if self.lr_min != "auto" and (isinstance(self.lr_min, str) or not 0 < self.lr_min < 100):
             raise ParamsError(f"{key}.lr_min: {self.lr_min!r} must be 'auto' (the LR finder's "
                               "suggestion) or a number > 0")
-        _range(f"{key}.lr_find_iters", self.lr_find_iters, 20, 1000)
-        _range(f"{key}.wd", self.wd, 0.0, 10.0)
-        _range(f"{key}.ps", self.ps, 0.0, 0.99)
         check_aug(f"{key}.aug", self.aug)
         if isinstance(self.mixed_precision, str) and self.mixed_precision != "auto":
             raise ParamsError(f"{key}.mixed_precision: {self.mixed_precision!r} must be auto, true or false")
-        _range(f"{key}.num_workers", self.num_workers, 0, 64)
-        self.diagnose.check(f"{key}.diagnose")
 
 
 @dataclass(frozen=True)
 class CrossvalParams:
-    """K-fold training for out-of-sample probabilities (bearid/crossval.py)."""
-    folds: int = 3
-    epochs: int = 4
-    lr: float = 1e-2
-    img_size: int = 64  # smaller is cheaper, but weaker folds rank noisy labels worse (README: crossval)
+    """K-fold models for out-of-sample probabilities, which rank the cleaning candidates (stage crossval)."""
+    folds: int = param("number of folds", 2, 20)
+    epochs: int = param("epochs per fold model", 1, 1000)
+    lr: float = param("learning rate of the fold models")
+    img_size: int = param("image side for the folds: smaller is cheaper, but weaker folds rank noisy labels worse",
+                        16, 2048)
 
     def check(self, key: str) -> None:
-        _range(f"{key}.folds", self.folds, 2, 20)
-        _range(f"{key}.img_size", self.img_size, 16, 2048)
-        _range(f"{key}.epochs", self.epochs, 1, 1000)
         if not 0 < self.lr < 100:
             raise ParamsError(f"{key}.lr: {self.lr!r} must be > 0 and < 100")
 
 
 @dataclass(frozen=True)
 class InterpretParams:
-    top_k: int = 16
-    min_confused: int = 1
-    batch_size: int = 128
-    method: Literal["top_losses", "confident_learning"] = "confident_learning"
-    probabilities: Literal["out_of_sample", "in_sample"] = "out_of_sample"
+    """What the trained model gets wrong, and which images look mislabeled or out of place (stage interpret)."""
+    top_k: int = param("images in the top-losses grid", 1, 1000)
+    min_confused: int = param("least count of a most-confused pair", 1, 10**6)
+    batch_size: int = param("images per inference batch", 1, 4096)
+    method: Literal["top_losses", "confident_learning"] = param("how candidates are ranked")
+    probabilities: Literal["out_of_sample", "in_sample"] = param("out_of_sample (crossval) | in_sample "
+                                                               "(the trained model's own)")
     filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
-                       "predicted_neq_given", "low_normalized_margin", "low_self_confidence"] = "prune_by_noise_rate"
-    rank_by: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"] = "self_confidence"
-    ood_method: Literal["appearance", "entropy", "least_confidence", "cleanlab"] = "appearance"
-    ood_threshold: float = 0.8
-
-    def check(self, key: str) -> None:
-        _range(f"{key}.top_k", self.top_k, 1, 1000)
-        _range(f"{key}.min_confused", self.min_confused, 1, 10**6)
-        _range(f"{key}.batch_size", self.batch_size, 1, 4096)
-        _range(f"{key}.ood_threshold", self.ood_threshold, 0.0, 1.0)
+                       "predicted_neq_given", "low_normalized_margin", "low_self_confidence"] = param(
+        "cleanlab find_label_issues filter_by")
+    rank_by: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"] = param(
+        "cleanlab label-quality method")
+    ood_method: Literal["appearance", "entropy", "least_confidence", "cleanlab"] = param(
+        "out-of-place score: appearance (crossval's stem statistics) | entropy | least_confidence | cleanlab")
+    ood_threshold: float = param("out-of-place score at or above which an image is flagged likely_out_of_place",
+                               0.0, 1.0)
 
 
 @dataclass(frozen=True)
 class MinScore:
-    """The policy's score thresholds: one per ranking method, one for the out-of-place score."""
-    top_losses: float = 2.3  # cross-entropy: the given label has p < 0.1
-    confident_learning: float = 0.5  # 1 - label quality
-    out_of_place: float = 0.8
-
-    def check(self, key: str) -> None:
-        _range(f"{key}.top_losses", self.top_losses, 0.0, 1e3)
-        _range(f"{key}.confident_learning", self.confident_learning, 0.0, 1.0)
-        _range(f"{key}.out_of_place", self.out_of_place, 0.0, 1.0)
+    """The automatic policy's score thresholds: one per ranking method, one for the out-of-place score."""
+    top_losses: float = param("cross-entropy at or above which top_losses candidates act (2.3: p < 0.1)", 0.0, 1e3)
+    confident_learning: float = param("1 - label quality at or above which confident_learning candidates act",
+                                    0.0, 1.0)
+    out_of_place: float = param("out-of-place score at or above which an image is dropped", 0.0, 1.0)
 
 
 @dataclass(frozen=True)
 class CleanParams:
-    decisions: str = "cleaning/decisions.csv"
-    min_score: MinScore = field(default_factory=MinScore)
-    max_fraction: float = 0.25  # of each class's train+valid images
-
-    def check(self, key: str) -> None:
-        self.min_score.check(f"{key}.min_score")
-        _range(f"{key}.max_fraction", self.max_fraction, 0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class RetrainParams:
-    """Keys of `train` to change for the final model; the rest is inherited."""
-    overrides: dict = field(default_factory=dict)
-
-    def check(self, key: str) -> None:
-        names = {f.name for f in dataclasses.fields(TrainParams)}
-        unknown = sorted(set(self.overrides) - names)
-        if unknown:
-            raise ParamsError(f"{key}.overrides: unknown train keys {unknown}; allowed: {sorted(names)}")
-
-    def apply(self, train: TrainParams) -> TrainParams:
-        merged = {**dataclasses.asdict(train), **self.overrides}
-        return _build(TrainParams, merged, "retrain.overrides")
+    """Human decisions first, then the automatic policy (stage clean)."""
+    decisions: str = param("the decisions file that `bearid review` writes")
+    min_score: MinScore = param("thresholds of the automatic policy")
+    max_fraction: float = param("cap on the share of each class's train+valid images the policy drops", 0.0, 1.0)
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    batch_size: int = 128
-
-    def check(self, key: str) -> None:
-        _range(f"{key}.batch_size", self.batch_size, 1, 4096)
+    """Test metrics of both models (stage evaluate)."""
+    batch_size: int = param("images per inference batch", 1, 4096)
 
 
+RETRAIN_MEANING = "as the train key of the same name, for the final model; null takes train's value"
 SECTIONS: dict[str, type] = {
     "fetch": FetchParams, "download": DownloadParams, "verify": VerifyParams,
     "split": SplitParams, "train": TrainParams, "crossval": CrossvalParams, "interpret": InterpretParams,
-    "clean": CleanParams, "retrain": RetrainParams, "evaluate": EvaluateParams,
+    "clean": CleanParams, "retrain": TrainParams, "evaluate": EvaluateParams,
 }
 
 
 def load(section: str, path: Path | str = PARAMS_FILE) -> Any:
-    """Read one section of params.yaml into its validated dataclass.
+    """Read one section of params.yaml into its validated dataclass (retrain: train's, merged).
 
-    train and retrain are checked together: retrain's overrides must make valid
-    train params, and that should fail when train starts, not an hour later.
+    train and retrain are checked together: retrain's keys must make valid train
+    params, and that should fail when train starts, not an hour later.
     """
     try:
         with open(path, encoding="utf-8") as f:
@@ -346,27 +291,56 @@ def load(section: str, path: Path | str = PARAMS_FILE) -> Any:
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ParamsError(f"{path}: unknown sections {unknown}; allowed: {sorted(SECTIONS)}")
+    needed = {section, "train", "retrain"} if section in ("train", "retrain") else {section}
+    missing = sorted(needed - set(raw))
+    if missing:
+        raise ParamsError(f"{path}: missing sections {missing}; see docs/parameters.md")
     if section in ("train", "retrain"):
-        parse("retrain", raw.get("retrain") or {}).apply(parse("train", raw.get("train") or {}))
-    return parse(section, raw.get(section) or {})
+        retrain = final(raw["train"], raw["retrain"])
+        if section == "retrain":
+            return retrain
+    return parse(section, raw[section])
 
 
-def parse(section: str, values: dict) -> Any:
-    """Validate a mapping as the given section (used by `load` and by tests)."""
+def parse(section: str, values: Any) -> Any:
+    """Validate a mapping holding every key of the section (used by `load` and by tests)."""
     return _build(SECTIONS[section], values, section)
+
+
+def final(train: Any, retrain: Any) -> TrainParams:
+    """The final model's settings: each retrain key that is not null replaces train's."""
+    if not isinstance(retrain, dict):
+        raise ParamsError(f"retrain: expected a mapping of keys, got {retrain!r}")
+    _known(TrainParams, retrain, "retrain")
+    parse("train", train)  # train's own errors are named as train's
+    return _build(TrainParams, {**train, **{k: v for k, v in retrain.items() if v is not None}}, "retrain")
+
+
+def _known(cls: type, values: dict, key: str, partial: bool = False) -> None:
+    fields = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ParamsError(f"{key}: unknown keys {unknown}; allowed: {sorted(fields)}")
+    missing = [] if partial else [f for f in fields if f not in values]
+    if missing:
+        raise ParamsError(f"{key}: missing keys {missing}; params.yaml holds every key (docs/parameters.md)")
 
 
 def _build(cls: type, values: Any, key: str) -> Any:
     if not isinstance(values, dict):
         raise ParamsError(f"{key}: expected a mapping of keys, got {values!r}")
+    _known(cls, values, key, partial=True)
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ParamsError(f"{key}: unknown keys {unknown}; allowed: {sorted(fields)}")
-    kwargs = {name: _coerce(hints[name], v, f"{key}.{name}") for name, v in values.items()}
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            kwargs[f.name] = _coerce(hints[f.name], values[f.name], f"{key}.{f.name}")
+            if f.metadata["range"] is not None:
+                _range(f"{key}.{f.name}", kwargs[f.name], *f.metadata["range"])
+    _known(cls, values, key)
     obj = cls(**kwargs)
-    obj.check(key)
+    if hasattr(obj, "check"):
+        obj.check(key)
     return obj
 
 

@@ -17,15 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import demo
 from .atomic import atomic_write_text, write_json
+from .errors import SourceError
 from .params import FetchParams
 from .progress import log
 
 FILE_SCHEMES = ("http", "https", "file")
 MAX_BACKOFF = 60.0
-
-
-class SourceError(RuntimeError):
-    """A source could not produce URLs; the message says which and what to do."""
 
 
 class ImageSearch(Protocol):

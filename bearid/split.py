@@ -13,9 +13,9 @@ import hashlib
 from pathlib import Path
 
 from .atomic import read_csv, write_csv
-from .params import ParamsError
+from .errors import ParamsError
+from .vocab import MANIFEST_FIELDS
 
-MANIFEST_FIELDS = ["path", "label", "split"]
 
 
 def unit_hash(name: str, seed: int) -> float:

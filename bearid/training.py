@@ -30,7 +30,14 @@ from .progress import log
 
 
 class PhaseLogger(DVCLiveCallback):
-    """DVCLive's fastai callback, kept open across both phases; `Live.end` is ours to call."""
+    """DVCLive's fastai callback, kept open across both phases; `Live.end` is ours to call.
+
+    It logs no params: DVCLive would write them to live/params.yaml, an undeclared copy of what
+    params.yaml and model.json already record.
+    """
+
+    def before_fit(self) -> None:
+        pass
 
     def after_fit(self) -> None:
         pass

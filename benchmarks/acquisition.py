@@ -15,8 +15,7 @@ Then it times, interleaving fastai and ours and repeating `--repeat` times
 (medians; fresh folders each time):
 
 1. download of that list: fastai's `download_images` (its defaults: 8 threads,
-   4 s timeout) against our `download_all` (DownloadParams defaults, which are
-   params.yaml's);
+   4 s timeout) against our `download_all` (params.yaml's download values);
 2. the same, images only (no bad URLs): plain throughput;
 3. a rerun of the list into the same folders: requests sent, files kept;
 4. fastai's `verify_images` followed by `resize_images(max_size=500)` (the
@@ -54,8 +53,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 from bearid.download import download_all  # noqa: E402
-from bearid.params import DownloadParams, VerifyParams  # noqa: E402
+from bearid import params  # noqa: E402
 from bearid.verify import verify_all  # noqa: E402
 
 
@@ -180,13 +180,14 @@ def main() -> None:
     mixed = good + bad
     random.Random(0).shuffle(mixed)  # bad URLs anywhere in the list, as a search returns them
     sizes = sorted(len(b) for b in images)
-    p = DownloadParams()
+    p = params.load("download", PARAMS)  # the project's values
+    vp0 = params.load("verify", PARAMS)
     print(f"{args.n} JPEGs, {sizes[0] // 1000}-{sizes[-1] // 1000} KB (median {sizes[len(sizes) // 2] // 1000} KB), "
           f"from {args.hosts} hosts with {args.latency * 1000:.0f} ms latency per request; plus {args.trickle} "
           f"trickling and {args.dead} dead URLs ({args.slow_s:g} s each); {os.cpu_count()} CPUs")
     print(f"fastai download_images: 8 threads, timeout 4 s | ours: workers {p.workers}, per_host {p.per_host}, "
           f"read_timeout {p.read_timeout:g} s, deadline {p.deadline:g} s")
-    print(f"verify: fastai verify_images + resize_images (bilinear) | ours: resample {VerifyParams().resample}, "
+    print(f"verify: fastai verify_images + resize_images (bilinear) | ours: resample {vp0.resample}, "
           f"{args.workers} processes each")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     work = Path(tempfile.mkdtemp(prefix="bearid-acquisition-"))
@@ -236,7 +237,7 @@ def main() -> None:
             else:
                 download_all({"c": good}, src, work / "verify-dl.csv", p)
             (src / ".journal.jsonl").unlink(missing_ok=True)
-            vp = replace(VerifyParams(), max_size=500, workers=args.workers)
+            vp = replace(vp0, max_size=500, workers=args.workers)
 
             def fastai_verify(dest: Path) -> int:
                 bad_files = verify_images(get_image_files(src))

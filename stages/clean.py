@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bearid import params, stage
+from bearid import params, runner
 from bearid.clean import clean_files
 
 
@@ -14,4 +14,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("clean", main)
+    runner.run("clean", main)

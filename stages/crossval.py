@@ -3,22 +3,19 @@
 import time
 from pathlib import Path
 
-from bearid import params, stage
-from bearid.crossval import FoldParams, crossval
+from bearid import params, runner
+from bearid.crossval import FoldParams, crossval, fold_train
 from bearid.progress import log
-
-TRAIN_KEYS = ("arch", "pretrained", "batch_size", "seed")  # declared one by one in dvc.yaml
 
 
 def main() -> None:
     p = params.load("crossval")
-    train = params.load("train")
-    fold_train = params.parse("train", {**{k: getattr(train, k) for k in TRAIN_KEYS}, "img_size": p.img_size})
+    train = fold_train(params.load("train"), p.img_size)
     start = time.perf_counter()
-    m = crossval(Path("data/manifest.csv"), FoldParams(p.folds, p.epochs, p.lr, fold_train), Path("data/crossval"))
+    m = crossval(Path("data/manifest.csv"), FoldParams(p.folds, p.epochs, p.lr, train), Path("data/crossval"))
     log("crossval", f"{p.folds} folds in {time.perf_counter() - start:.0f}s: held-out accuracy {m['accuracy']:.4f} "
                     "(against the given, partly wrong, labels)")
 
 
 if __name__ == "__main__":
-    stage.run("crossval", main)
+    runner.run("crossval", main)

@@ -3,7 +3,7 @@
 from collections import Counter
 from pathlib import Path
 
-from bearid import params, stage, sources
+from bearid import params, runner, sources
 from bearid.download import download_all
 from bearid.progress import log
 
@@ -20,4 +20,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("download", main)
+    runner.run("download", main)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bearid import params, stage
+from bearid import params, runner
 from bearid.atomic import write_json
 from bearid.demo import GROUND_TRUTH
 from bearid.evaluate import evaluate
@@ -29,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("evaluate", main)
+    runner.run("evaluate", main)

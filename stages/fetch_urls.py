@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bearid import params, stage, sources
+from bearid import params, runner, sources
 
 
 def main() -> None:
@@ -11,4 +11,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("fetch_urls", main)
+    runner.run("fetch_urls", main)

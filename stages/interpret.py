@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bearid import params, stage
+from bearid import params, runner
 from bearid.interpret import interpret
 from bearid.progress import log
 
@@ -18,4 +18,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("interpret", main)
+    runner.run("interpret", main)

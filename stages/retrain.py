@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from bearid import params, stage
+from bearid import params, runner
 from bearid.training import train_run
 
 
 def main() -> None:
-    p = params.load("retrain").apply(params.load("train"))
+    p = params.load("retrain")  # train's settings, with retrain's non-null keys
     train_run(Path("data/clean/manifest.csv"), p, Path("data/retrain"), "retrain")
 
 
 if __name__ == "__main__":
-    stage.run("retrain", main)
+    runner.run("retrain", main)

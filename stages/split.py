@@ -3,7 +3,7 @@
 from collections import Counter
 from pathlib import Path
 
-from bearid import params, stage
+from bearid import params, runner
 from bearid.progress import log
 from bearid.split import make_manifest, near_duplicate_groups
 
@@ -17,4 +17,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("split", main)
+    runner.run("split", main)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bearid import params, stage
+from bearid import params, runner
 from bearid.training import train_run
 
 
@@ -11,4 +11,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("train", main)
+    runner.run("train", main)

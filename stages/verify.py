@@ -3,7 +3,7 @@
 from collections import Counter
 from pathlib import Path
 
-from bearid import params, stage
+from bearid import params, runner
 from bearid.progress import log
 from bearid.verify import verify_all
 
@@ -21,4 +21,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("verify", main)
+    runner.run("verify", main)

@@ -23,6 +23,20 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+BROWSER_FIXTURES = {"browser", "page"}
+SLOW_FIXTURES = {"project", "project_copy", "matrix_repo"}
+
+
+def pytest_collection_modifyitems(items):
+    """Tiers by what a test uses: `make test-quick` deselects `browser` and `slow` (docs/development.md)."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.is_file():

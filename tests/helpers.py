@@ -29,6 +29,17 @@ TINY = {
 }
 
 
+PROJECT_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def project_params(section: str, **changes):
+    """A section's validated params as the project's params.yaml holds them, with `changes` applied
+    (a nested mapping is merged): params.yaml is the one source of values, also for tests."""
+    from bearid import params
+
+    return params.parse(section, merge(PROJECT_PARAMS[section], changes))
+
+
 def dvc_env() -> dict:
     """The environment for dvc and git in a test repo: the venv first on PATH, an identity, no analytics."""
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -87,8 +98,7 @@ def export_untrained(out: Path, img_size: int = 32):
     from fastai.vision.learner import create_vision_model
 
     from bearid.export import save_model
-    from bearid.params import TrainParams
 
     torch.manual_seed(0)
     model = create_vision_model(torchvision.models.resnet18, len(MODEL_CLASSES), pretrained=False).eval()
-    return model, save_model(model, MODEL_CLASSES, TrainParams(img_size=img_size), MODEL_STATS, out)
+    return model, save_model(model, MODEL_CLASSES, project_params("train", img_size=img_size), MODEL_STATS, out)

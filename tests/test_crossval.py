@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import project_params
 from PIL import Image
 
-from bearid import params
 from bearid.atomic import write_csv
-from bearid.crossval import FoldParams, assign_folds, crossval, read_probs
+from bearid.crossval import FoldParams, assign_folds, crossval, fold_train, read_probs
 
 
 def test_folds_are_stratified_and_seeded():
@@ -44,11 +44,12 @@ def make_images(root: Path, n: int) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow  # trains two fold models
 def test_crossval_scores_every_train_and_valid_image_out_of_sample(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # manifest paths are relative to the project root
     rows = make_images(tmp_path, 8)
     write_csv(tmp_path / "manifest.csv", rows, ["path", "label", "split"])
-    train = params.parse("train", {"img_size": 16, "batch_size": 4, "device": "cpu", "seed": 3})
+    train = fold_train(project_params("train", batch_size=4, device="cpu", seed=3), 16)
     metrics = crossval(tmp_path / "manifest.csv", FoldParams(folds=2, epochs=1, lr=1e-2, train=train),
                        tmp_path / "cv")
     df, probs, classes = read_probs(tmp_path / "cv" / "probs.csv")
@@ -68,9 +69,10 @@ def test_one_class_is_an_error(tmp_path):
     write_csv(tmp_path / "manifest.csv", [{"path": "x.png", "label": "a", "split": "train"}] * 4,
               ["path", "label", "split"])
     with pytest.raises(ValueError, match="at least two classes"):
-        crossval(tmp_path / "manifest.csv", FoldParams(2, 1, 1e-2, params.parse("train", {})), tmp_path / "cv")
+        crossval(tmp_path / "manifest.csv", FoldParams(2, 1, 1e-2, project_params("train")), tmp_path / "cv")
 
 
+@pytest.mark.slow  # trains two fold models
 def test_crossval_measures_an_image_unlike_the_rest_as_far_from_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = make_images(tmp_path, 8)
@@ -80,7 +82,7 @@ def test_crossval_measures_an_image_unlike_the_rest_as_far_from_them(tmp_path, m
     Image.fromarray(stripes).save(tmp_path / odd)
     rows.append({"path": odd.as_posix(), "label": "dark", "split": "train"})
     write_csv(tmp_path / "manifest.csv", rows, ["path", "label", "split"])
-    train = params.parse("train", {"img_size": 16, "batch_size": 4, "device": "cpu", "seed": 3})
+    train = fold_train(project_params("train", batch_size=4, device="cpu", seed=3), 16)
     crossval(tmp_path / "manifest.csv", FoldParams(folds=2, epochs=1, lr=1e-2, train=train), tmp_path / "cv")
     df, _, _ = read_probs(tmp_path / "cv" / "probs.csv")
     assert df.loc[df["appearance"].idxmax(), "path"] == odd.as_posix()

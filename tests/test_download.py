@@ -212,7 +212,9 @@ from pathlib import Path
 from bearid.download import download_all
 from bearid.params import DownloadParams
 urls = {"c": [f"%s/img/{i}.png" for i in range(40)]}
-download_all(urls, Path("raw"), Path("report.csv"), DownloadParams(workers=2, per_host=2))
+download_all(urls, Path("raw"), Path("report.csv"), DownloadParams(workers=2, per_host=2, connect_timeout=5.0, read_timeout=10.0,
+                                                             deadline=15.0, retries=2, backoff=0.5, max_bytes=20000000,
+                                                             max_redirects=5, file_dir=""))
 """
 
 

@@ -83,3 +83,29 @@ def test_two_experiments_compare_and_one_is_kept(project_copy: Path, tmp_path: P
     assert json.loads((repo / "data/train/live/metrics.json").read_text())["lr"] == 0.02
     assert "data/train/live/metrics.json" in run(["dvc", "metrics", "diff"], repo)  # workspace vs HEAD
     assert run(["dvc", "status"], repo).strip().endswith("Data and pipelines are up to date.")
+
+
+def test_every_section_is_set_by_a_plain_set_param(project_copy: Path, request):
+    """`dvc exp run -S section.key=value` addresses every section's keys, the final model's own training
+    settings (retrain.*, null in params.yaml) included. One real run changes keys whose reruns are cheap;
+    split, crossval and train, whose changes retrain everything, are checked by a queued experiment."""
+    repo = project_copy
+    request.addfinalizer(lambda: subprocess.run(["dvc", "queue", "remove", "--all"], cwd=repo, env=dvc_env(),
+                                                capture_output=True))
+    cheap = {"fetch.search_retries": 5, "download.backoff": 0.25, "verify.workers": 1, "interpret.top_k": 8,
+             "clean.max_fraction": 0.2, "retrain.epochs": 2, "evaluate.batch_size": 64}
+    costly = {"split.seed": 7, "crossval.lr": 0.02, "train.wd": 0.02}
+    log = run(["dvc", "exp", "run", "-n", "every-section", *[a for k, v in cheap.items() for a in ("-S", f"{k}={v}")]],
+              repo)
+    assert {"retrain", "evaluate"} <= ran(log) and not ran(log) & {"train", "crossval"}, log  # no retraining
+    run(["dvc", "exp", "run", "--queue", "-n", "costly", *[a for k, v in costly.items() for a in ("-S", f"{k}={v}")]],
+        repo)
+    found = experiments(repo)
+    for name, values in (("every-section", cheap), ("costly", costly)):
+        held = found[name]["params"]["params.yaml"]["data"]
+        for key, value in values.items():
+            section, leaf = key.split(".")
+            assert held[section][leaf] == value, (name, key, held[section])
+    run(["dvc", "exp", "apply", "every-section"], repo)
+    history = (repo / "data/retrain/history.csv").read_text().splitlines()
+    assert len(history) == 1 + 1 + 2  # header, the frozen epoch, retrain.epochs unfrozen ones

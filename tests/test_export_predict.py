@@ -19,15 +19,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from helpers import MODEL_CLASSES, MODEL_STATS, export_untrained
+from helpers import MODEL_CLASSES, MODEL_STATS, export_untrained, project_params
 
 from bearid.export import META, WEIGHTS, ModelError, load_model, meta_hash, read_meta, save_model
 from bearid.learner import NORMALIZE, build_learner, dataloaders
-from bearid.params import TrainParams
 from bearid.predict import BadImage, Predictor
 
 CLASSES, STATS = MODEL_CLASSES, MODEL_STATS
-P = TrainParams(img_size=32)
+P = project_params("train", img_size=32)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -60,7 +59,7 @@ def test_meta(exported):
     assert meta["img_size"] == 32 and meta["resize"] == "squish"
     assert meta["mean"] == STATS[0] and meta["std"] == STATS[1]
     assert meta["weights_sha256"] == hashlib.sha256((out / WEIGHTS).read_bytes()).hexdigest()
-    assert meta["params"] == {**dataclasses.asdict(TrainParams()), "img_size": 32}
+    assert meta["params"] == {**dataclasses.asdict(project_params("train")), "img_size": 32}
     assert meta["format"] == 2 and meta["weights"] == WEIGHTS
     revision = meta["git_revision"]
     assert revision is None or (len(revision) == 40 and int(revision, 16) >= 0)
@@ -211,7 +210,7 @@ def learner_and_images(tmp_path_factory):
         image = Image.fromarray(array.squeeze(), "RGBA" if mode == "RGBA" else None if channels == 3 else "L")
         (image.convert("P") if mode == "P" else image).save(root / f"{i}.{ext}")
         rows.append({"path": f"{i}.{ext}", "label": CLASSES[i % 3], "split": "train" if i < 3 else "valid"})
-    p = TrainParams(img_size=40, batch_size=2, device="cpu", mixed_precision=False)
+    p = project_params("train", img_size=40, batch_size=2, device="cpu", mixed_precision=False, augment=False)
     dls = dataloaders(pd.DataFrame(rows), p, root=root)
     learn = build_learner(dls, p, root / "work")
     with torch.no_grad():  # sharper than an untrained head, so 1e-4 is a real test

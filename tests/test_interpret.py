@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import project_params
 from PIL import Image
 
-from bearid import interpret, params
+from bearid import interpret
 from bearid.atomic import read_csv, write_csv
 from bearid.crossval import APPEARANCE, PROB_PREFIX
 from bearid.interpret import MISLABELED, OUT_OF_PLACE
@@ -76,7 +77,7 @@ def test_out_of_place_score_is_highest_for_a_flat_distribution(method):
 def test_rank_orders_out_of_place_then_mislabeled_then_the_rest():
     probs, given = noisy_probs()
     probs[5] = [0.34, 0.33, 0.33]  # its label (2) is not the top class, and it looks like no class
-    p = params.parse("interpret", {"method": "top_losses", "ood_threshold": 0.9, "ood_method": "entropy"})
+    p = project_params("interpret", **{"method": "top_losses", "ood_threshold": 0.9, "ood_method": "entropy"})
     r = interpret.rank(probs, given, p)
     assert r.loc[5, "reason"] == OUT_OF_PLACE and r.loc[5, "order"] == 0
     assert {i for i in (0, 7, 20)} <= set(np.flatnonzero(r["reason"] == MISLABELED))
@@ -91,7 +92,7 @@ def test_rank_puts_the_most_out_of_place_first_whatever_its_mislabel_score():
     probs, given = noisy_probs()
     ratio = np.ones(len(given))
     ratio[[4, 11]] = [10.0, 40.0]  # confidently classified, yet unlike every other image
-    r = interpret.rank(probs, given, params.parse("interpret", {"method": "confident_learning"}), ratio)
+    r = interpret.rank(probs, given, project_params("interpret", **{"method": "confident_learning"}), ratio)
     assert r.sort_values("order").index[:2].tolist() == [11, 4]
     assert (r.loc[[4, 11], "reason"] == OUT_OF_PLACE).all()
 
@@ -138,10 +139,10 @@ def test_interpret_writes_every_output(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     manifest = make_project(tmp_path)
-    train = params.parse("train", {"img_size": 16, "batch_size": 4, "device": "cpu"})
+    train = project_params("train", img_size=16, batch_size=4, device="cpu", augment=False)
     learn = build_learner(dataloaders(manifest, train), train, tmp_path)
     save_model(learn.model, ["bright", "dark"], train, NORMALIZE, tmp_path / "model")
-    p = params.parse("interpret", {"top_k": 4, "batch_size": 8})
+    p = project_params("interpret", **{"top_k": 4, "batch_size": 8})
     result = interpret.interpret(tmp_path / "model", tmp_path / "manifest.csv", tmp_path / "probs.csv",
                                  Path("out"), p)
     out = tmp_path / "out"
@@ -173,4 +174,4 @@ def test_interpret_refuses_probabilities_for_other_images(tmp_path, monkeypatch)
     write_csv(tmp_path / "probs.csv", rows, list(rows[0]))
     with pytest.raises(ValueError, match="rerun the crossval stage"):
         interpret.interpret(tmp_path / "no-model", tmp_path / "manifest.csv", tmp_path / "probs.csv",
-                            Path("out"), params.parse("interpret", {}))
+                            Path("out"), project_params("interpret", **{}))

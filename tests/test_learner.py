@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from helpers import project_params
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.fp16 import MixedPrecision
 from PIL import Image
@@ -31,7 +32,7 @@ def dls_of(tmp_path, monkeypatch):
     manifest = pd.DataFrame(rows)
 
     def make(**overrides):
-        p = params.parse("train", {"img_size": 16, "batch_size": 4, **overrides})
+        p = project_params("train", **{"img_size": 16, "batch_size": 4, "augment": False, **overrides})
         return learner.dataloaders(manifest, p), p
     return make
 
@@ -80,7 +81,7 @@ def test_missing_torchvision_cache_is_a_clear_error_not_a_download(dls_of, tmp_p
 
 def test_missing_weights_file_is_a_params_error():
     with pytest.raises(ParamsError, match=r"train.pretrained: weights file 'nowhere.pth' not found"):
-        params.parse("train", {"pretrained": "nowhere.pth"})
+        project_params("train", pretrained="nowhere.pth")
 
 
 def test_fastai_arch_by_name(dls_of, tmp_path):
@@ -135,9 +136,9 @@ def test_a_curve_that_diverges_at_once_suggests_its_lowest_rate():
 
 
 def test_lr_min_is_the_suggestion_capped_or_the_number_given():
-    assert params.parse("train", {"lr_min": 1e-5}).lr_min == 1e-5
-    assert params.parse("train", {}).lr_min == "auto"
+    assert project_params("train", lr_min=1e-5).lr_min == 1e-5
+    assert project_params("train", lr_min="auto").lr_min == "auto"
     with pytest.raises(ParamsError, match="train.lr_min"):
-        params.parse("train", {"lr_min": "valley"})
+        project_params("train", lr_min="valley")
     with pytest.raises(ParamsError, match="train.suggest"):
-        params.parse("train", {"suggest": "middle"})
+        project_params("train", suggest="middle")

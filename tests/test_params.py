@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,15 @@ from bearid import params
 from bearid.params import ParamsError, parse
 
 ROOT = Path(__file__).resolve().parents[1]
+PROJECT = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def full(section: str, values: dict):
+    """Parse the project's values of a section with `values` changed (nested mappings merged)."""
+    def merge(base: dict, update: dict) -> dict:
+        return {k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                for k, v in {**base, **update}.items()}
+    return parse(section, merge(PROJECT[section], values))
 
 
 @pytest.fixture
@@ -45,11 +56,21 @@ def test_project_values_are_read(params_file):
     assert fetch.demo.img_size == raw["fetch"]["demo"]["img_size"]
 
 
-def test_missing_section_gives_defaults(tmp_path):
+def test_missing_section_is_named(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train: {lr: 0.01}\n")
-    assert params.load("split", path) == params.SplitParams()
-    assert params.load("train", path).lr == 0.01
+    with pytest.raises(ParamsError, match=r"missing sections \['split'\]"):
+        params.load("split", path)
+
+
+def test_missing_key_is_named(params_file):
+    raw = yaml.safe_load(params_file.read_text())
+    del raw["train"]["wd"], raw["fetch"]["demo"]["seed"]
+    params_file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"^train: missing keys \['wd'\]; params.yaml holds every key"):
+        params.load("train", params_file)
+    with pytest.raises(ParamsError, match=r"^fetch\.demo: missing keys \['seed'\]"):
+        params.load("fetch", params_file)
 
 
 def test_unknown_section_is_named(params_file):
@@ -65,7 +86,7 @@ def test_unknown_key_is_named():
 
 def test_unknown_nested_key_is_named():
     with pytest.raises(ParamsError, match=r"fetch\.demo: unknown keys \['colour'\]"):
-        parse("fetch", {"demo": {"colour": 1}})
+        full("fetch", {"demo": {"colour": 1}})
 
 
 @pytest.mark.parametrize("key, value", [
@@ -77,61 +98,61 @@ def test_unknown_nested_key_is_named():
 ])
 def test_wrong_type_is_named(key, value):
     with pytest.raises(ParamsError, match=rf"^train\.{key}: "):
-        parse("train", {key: value})
+        full("train", {key: value})
 
 
 def test_wrong_type_in_other_sections():
     with pytest.raises(ParamsError, match=r"^verify\.workers: "):
-        parse("verify", {"workers": True})
+        full("verify", {"workers": True})
     with pytest.raises(ParamsError, match=r"^fetch\.classes: .*must be a list"):
-        parse("fetch", {"classes": "three"})
+        full("fetch", {"classes": "three"})
     with pytest.raises(ParamsError, match=r"^fetch\.source: 'bing' is not one of"):
-        parse("fetch", {"source": "bing"})
+        full("fetch", {"source": "bing"})
 
 
 @pytest.mark.parametrize("lr", [-0.1, 0, 0.0, float("nan"), 100])
 def test_lr_out_of_range(lr):
     with pytest.raises(ParamsError, match=r"^train\.lr: "):
-        parse("train", {"lr": lr})
+        full("train", {"lr": lr})
 
 
 def test_int_given_for_float_becomes_float():
-    train = parse("train", {"lr": 1})
+    train = full("train", {"lr": 1})
     assert train.lr == 1.0 and isinstance(train.lr, float)
 
 
-def test_yaml_exponent_string_is_coerced_to_float(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text("train:\n  lr: 1e-06\n")
-    assert yaml.safe_load(path.read_text())["train"]["lr"] == "1e-06"  # the PyYAML quirk
-    lr = params.load("train", path).lr
+def test_yaml_exponent_string_is_coerced_to_float(params_file):
+    text = params_file.read_text()
+    params_file.write_text(text.replace("\n  lr: 0.01\n", "\n  lr: 1e-06\n", 1))
+    assert yaml.safe_load(params_file.read_text())["train"]["lr"] == "1e-06"  # the PyYAML quirk
+    lr = params.load("train", params_file).lr
     assert lr == 1e-6 and isinstance(lr, float)
 
 
 @pytest.mark.parametrize("valid, test", [(0.5, 0.5), (0.6, 0.45), (0.98, 0.02)])
 def test_split_shares_must_leave_training_images(valid, test):
     with pytest.raises(ParamsError, match=r"split\.valid_pct \+ split\.test_pct"):
-        parse("split", {"valid_pct": valid, "test_pct": test})
+        full("split", {"valid_pct": valid, "test_pct": test})
 
 
 def test_split_shares_below_one_pass():
-    assert parse("split", {"valid_pct": 0.5, "test_pct": 0.49}).test_pct == 0.49
+    assert full("split", {"valid_pct": 0.5, "test_pct": 0.49}).test_pct == 0.49
 
 
 def test_unknown_arch_is_named():
     with pytest.raises(ParamsError, match=r"^train\.arch: unknown architecture 'resnet9'"):
-        parse("train", {"arch": "resnet9"})
+        full("train", {"arch": "resnet9"})
 
 
 def test_pretrained_accepts_bool_or_existing_file(tmp_path):
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"x")
-    assert parse("train", {"pretrained": True}).pretrained is True
-    assert parse("train", {"pretrained": str(weights)}).pretrained == str(weights)
+    assert full("train", {"pretrained": True}).pretrained is True
+    assert full("train", {"pretrained": str(weights)}).pretrained == str(weights)
     with pytest.raises(ParamsError, match=r"^train\.pretrained: weights file .* not found"):
-        parse("train", {"pretrained": str(tmp_path / "nope.pth")})
+        full("train", {"pretrained": str(tmp_path / "nope.pth")})
     with pytest.raises(ParamsError, match=r"^train\.pretrained: "):
-        parse("train", {"pretrained": 1})
+        full("train", {"pretrained": 1})
 
 
 @pytest.mark.parametrize("classes, message", [
@@ -142,32 +163,32 @@ def test_pretrained_accepts_bool_or_existing_file(tmp_path):
 ])
 def test_bad_class_lists(classes, message):
     with pytest.raises(ParamsError, match=rf"^fetch\.classes: .*{message}"):
-        parse("fetch", {"classes": classes})
+        full("fetch", {"classes": classes})
 
 
 def test_demo_classes_must_be_digit_names():
     with pytest.raises(ParamsError, match=r"^fetch\.classes: \['grizzly'\] are not demo classes"):
-        parse("fetch", {"source": "demo", "classes": ["three", "grizzly"]})
-    fetch = parse("fetch", {"source": "files", "classes": ["grizzly", "black", "teddy"]})
+        full("fetch", {"source": "demo", "classes": ["three", "grizzly"]})
+    fetch = full("fetch", {"source": "files", "classes": ["grizzly", "black", "teddy"]})
     assert fetch.classes == ["grizzly", "black", "teddy"]
 
 
 def test_query_needs_placeholder():
     with pytest.raises(ParamsError, match=r"^fetch\.query: "):
-        parse("fetch", {"source": "ddg", "classes": ["a", "b"], "query": "bears"})
-    assert parse("fetch", {"query": "{cls} bear"}).query == "{cls} bear"
+        full("fetch", {"source": "ddg", "classes": ["a", "b"], "query": "bears"})
+    assert full("fetch", {"query": "{cls} bear"}).query == "{cls} bear"
 
 
 @pytest.mark.parametrize("query", ["{cls} {size}", "{cls} {0}", "{cls}}"])
 def test_query_with_other_placeholders_is_named(query):
     """from_ddg calls query.format(cls=...): anything else in braces crashes there, after validation."""
     with pytest.raises(ParamsError, match=r"^fetch\.query: "):
-        parse("fetch", {"source": "ddg", "classes": ["a", "b"], "query": query})
+        full("fetch", {"source": "ddg", "classes": ["a", "b"], "query": query})
 
 
 def test_nested_demo_range_is_named():
     with pytest.raises(ParamsError, match=r"^fetch\.demo\.mislabeled: 0\.9 is out of range"):
-        parse("fetch", {"demo": {"mislabeled": 0.9}})
+        full("fetch", {"demo": {"mislabeled": 0.9}})
 
 
 def test_section_must_be_a_mapping():
@@ -175,23 +196,60 @@ def test_section_must_be_a_mapping():
         parse("train", [1, 2])
 
 
-def test_retrain_overrides_unknown_key_is_named():
-    with pytest.raises(ParamsError, match=r"^retrain\.overrides: unknown train keys \['epoch'\]"):
-        parse("retrain", {"overrides": {"epoch": 8}})
+def retrain(params_file: Path, values: dict):
+    write(params_file, {"retrain": values})
+    return params.load("retrain", params_file)
 
 
-def test_retrain_overrides_apply():
-    train = parse("train", {"lr": 0.003, "epochs": 4})
-    final = parse("retrain", {"overrides": {"epochs": 8}}).apply(train)
-    assert final.epochs == 8
-    assert final.lr == train.lr and final.arch == train.arch and final.seed == train.seed
-    assert train.epochs == 4  # the original is unchanged
-    assert parse("retrain", {}).apply(train) == train
+def test_retrain_unknown_key_is_named(params_file):
+    with pytest.raises(ParamsError, match=r"^retrain: unknown keys \['epoch'\]"):
+        retrain(params_file, {"epoch": 8})
 
 
-def test_retrain_overrides_are_validated_on_apply():
-    train = parse("train", {})
-    with pytest.raises(ParamsError, match=r"^retrain\.overrides\.epochs: "):
-        parse("retrain", {"overrides": {"epochs": "8"}}).apply(train)
-    with pytest.raises(ParamsError, match=r"^retrain\.overrides\.lr: "):
-        parse("retrain", {"overrides": {"lr": -1.0}}).apply(train)
+def test_retrain_keys_replace_train_and_null_inherits(params_file):
+    train = params.load("train", params_file)
+    assert retrain(params_file, {}) == train  # every retrain key null in the project
+    final = retrain(params_file, {"epochs": 3, "lr": None})
+    assert final.epochs == 3 and final.lr == train.lr and final.arch == train.arch and final.seed == train.seed
+
+
+def test_retrain_values_are_validated_and_named(params_file):
+    with pytest.raises(ParamsError, match=r"^retrain\.epochs: "):
+        retrain(params_file, {"epochs": "8"})
+    with pytest.raises(ParamsError, match=r"^retrain\.lr: "):
+        retrain(params_file, {"epochs": None, "lr": -1.0})
+
+
+def declared_keys(cls: type, prefix: str, nested: bool = True) -> dict[str, str]:
+    """dotted key -> meaning of every field; a nested section's fields too (a plain mapping is one key)."""
+    keys = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        keys[f"{prefix}{f.name}"] = f.metadata.get("meaning", "")
+        if nested and dataclasses.is_dataclass(hints[f.name]):
+            keys.update(declared_keys(hints[f.name], f"{prefix}{f.name}."))
+    return keys
+
+
+def yaml_keys(tree: dict, declared: dict[str, str], prefix: str) -> set[str]:
+    """dotted keys of params.yaml, descending only into mappings the code declares as sections."""
+    keys = set()
+    for k, v in tree.items():
+        name = f"{prefix}{k}"
+        keys.add(name)
+        if isinstance(v, dict) and any(d.startswith(f"{name}.") for d in declared):
+            keys |= yaml_keys(v, declared, f"{name}.")
+    return keys
+
+
+def test_params_yaml_and_the_declarations_hold_the_same_keys():
+    """A key in params.yaml without a declared meaning, or a declared key params.yaml lacks, is named."""
+    declared = {}
+    for section, cls in params.SECTIONS.items():
+        # retrain's keys are train's, each null or a whole value (a null `diagnose` inherits the mapping)
+        declared.update(declared_keys(cls, f"{section}.", nested=section != "retrain"))
+    assert [k for k, meaning in declared.items() if not meaning.strip()] == [], "declared without a meaning"
+    in_yaml = yaml_keys(PROJECT, declared, "")
+    sections = set(params.SECTIONS)
+    assert sorted(in_yaml - set(declared) - sections) == [], "in params.yaml, not declared in bearid/params.py"
+    assert sorted(set(declared) - in_yaml) == [], "declared in bearid/params.py, missing from params.yaml"

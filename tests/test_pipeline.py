@@ -120,3 +120,17 @@ def test_forced_rerun_gives_byte_identical_records(project, project_copy):
     assert ran(log) == {"train", "crossval"}, log
     for name in RECORDS:
         assert (project_copy / name).read_bytes() == (project / name).read_bytes(), name
+
+
+def test_every_file_the_stages_write_is_declared(project):
+    """After `dvc repro`, every file under data/ is a declared out, metric or plot (or inside one), so no
+    stage output escapes DVC's tracking; the .gitignore files DVC writes are the only others."""
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as dvc:
+        declared = {Path(o.fs_path).relative_to(project) for s in dvc.index.stages for o in s.outs}
+    written = [p.relative_to(project) for p in (project / "data").rglob("*") if p.is_file()]
+    undeclared = [str(p) for p in written
+                  if p.name != ".gitignore" and not any(p == d or d in p.parents for d in declared)]
+    assert undeclared == []
+    assert len(written) > 100 and Path("data/train/live/metrics.json") in declared

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from helpers import ran, run
 
+from bearid.predict import Predictor
+
 UP_TO_DATE = "Data and pipelines are up to date."
 FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
             "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
@@ -46,6 +48,16 @@ def test_local_directory_remote_round_trip(project_copy: Path, tmp_path: Path):
     run(["dvc", "remote", "add", "-d", "storage", str(store)], project_copy)
     push_clone_pull(project_copy, tmp_path / "clone")
     assert any((store / "files/md5").iterdir())
+
+    # The final model, registered in dvc.yaml's artifacts: fetched by name from the remote, it predicts as
+    # the one the pipeline wrote.
+    run(["git", "tag", "-a", "classifier@v0.1.0", "-m", "classifier v0.1.0"], project_copy)
+    fetched = tmp_path / "fetched"
+    run(["dvc", "artifacts", "get", str(project_copy), "classifier", "-o", str(fetched)], tmp_path)
+    assert (fetched / "model.safetensors").read_bytes() == (project_copy / "data/retrain/model.safetensors").read_bytes()
+    images = sorted((project_copy / "data/images").rglob("*.*"))[:8]
+    expected = Predictor(project_copy / "data/retrain").predict_files(images)
+    assert Predictor(fetched).predict_files(images).tolist() == expected.tolist()
 
 
 def free_port() -> int:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import project_params
 from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
 
 from bearid import sources
-from bearid.params import DemoParams, FetchParams
+from bearid.params import FetchParams
 from bearid.sources import SourceError
 
 
 def files_params(folder: Path, **kw) -> FetchParams:
-    return FetchParams(source="files", classes=["grizzly", "black"], files_dir=str(folder), **kw)
+    return replace(project_params("fetch"), source="files", classes=["grizzly", "black"], files_dir=str(folder), **kw)
 
 
 def test_files_source_reads_urls_skipping_blanks_comments_and_bad_lines(tmp_path, capsys):
@@ -64,8 +66,8 @@ def slept() -> list[float]:
 
 
 def ddg_params(**kw) -> FetchParams:
-    return FetchParams(**{"source": "ddg", "classes": ["grizzly", "black"], "query": "{cls} bear",
-                          "max_per_class": 7, **kw})
+    return replace(project_params("fetch"), **{"source": "ddg", "classes": ["grizzly", "black"], "query": "{cls} bear",
+                                                "max_per_class": 7, **kw})
 
 
 def search(tmp_path: Path, client: FakeDDGS, slept: list[float], **kw) -> dict[str, list[str]]:
@@ -166,8 +168,8 @@ def test_fetch_deduplicates_caps_and_writes_lists(tmp_path):
 
 def test_fetch_demo_writes_relative_file_urls(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    p = FetchParams(classes=["three", "five"], max_per_class=5,
-                    demo=DemoParams(img_size=8, per_class=6, corrupt_per_kind=1, duplicates=1))
+    p = project_params("fetch", classes=["three", "five"], max_per_class=5,
+                       demo={"img_size": 8, "per_class": 6, "corrupt_per_kind": 1, "duplicates": 1})
     urls = sources.fetch(p, Path("urls"), Path("web"), Path("search"))
     assert all(len(lst) == 5 for lst in urls.values())
     assert all(u.startswith("file:web/") for lst in urls.values() for u in lst)

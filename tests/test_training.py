@@ -11,16 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import project_params
 from safetensors.torch import load_file
 
-from bearid import params
 from bearid.archs import bare_model, body, resolve
-from bearid.atomic import write_csv
+from bearid.atomic import read_csv, write_csv
 from bearid.demo import digit_images
+from bearid.diagnosis import diagnose
 from bearid.training import train_run
 
+pytestmark = pytest.mark.slow  # real training runs: minutes on a 2-core CPU
+
 CLASSES = {3: "three", 8: "eight"}
-TINY = {"img_size": 32, "batch_size": 8, "lr_find_iters": 20, "freeze_epochs": 1, "epochs": 2}
+TINY = {"img_size": 32, "batch_size": 8, "lr_find_iters": 20, "freeze_epochs": 1, "epochs": 2, "augment": False}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def make_digits(root: Path) -> Path:
 
 def run(root: Path, out: str, monkeypatch, **overrides) -> dict:
     monkeypatch.chdir(root)
-    p = params.parse("train", {**TINY, **overrides})
+    p = project_params("train", **{**TINY, **overrides})
     return train_run(Path("manifest.csv"), p, Path(out), "train")
 
 
@@ -65,18 +68,41 @@ def body_weights(digits) -> Path:
     return path
 
 
-@pytest.mark.parametrize("overrides, verdict", [
-    ({"lr": 10.0}, "lr_too_high"),
-    ({"lr": 1e-6, "lr_min": 1e-7, "epochs": 3}, "lr_too_low"),
-    ({"lr": 1e-3, "freeze_epochs": 1, "epochs": 1, "pretrained": "body"}, "too_few_epochs"),
-], ids=["lr_10", "lr_1e-6", "one_epoch_fine_tune"])
-def test_real_runs_get_the_lessons_verdicts(request, digits, monkeypatch, overrides, verdict):
-    if overrides.get("pretrained") == "body":
-        overrides = {**overrides, "pretrained": str(request.getfixturevalue("body_weights"))}
-    result = run(digits, f"out-{verdict}", monkeypatch, **overrides)
-    assert result["diagnosis"]["verdict"] == verdict, result["diagnosis"]["evidence"]
-    written = json.loads((digits / f"out-{verdict}" / "diagnosis.json").read_text())
-    assert written["verdict"] == verdict
-    metrics = json.loads((digits / f"out-{verdict}" / "live" / "metrics.json").read_text())
-    assert metrics["diagnosis"] == verdict and metrics["lr"] == overrides["lr"]
+def check_records(root: Path, out: str, result: dict, lr: float) -> None:
+    """What the run wrote agrees with what it returned."""
+    verdict = result["diagnosis"]["verdict"]
+    assert json.loads((root / out / "diagnosis.json").read_text())["verdict"] == verdict
+    metrics = json.loads((root / out / "live" / "metrics.json").read_text())
+    assert metrics["diagnosis"] == verdict and metrics["lr"] == lr
 
+
+def test_lr_10_is_lr_too_high(digits, monkeypatch):
+    """Recorded here: valid loss 1.8e7 after the run, chance 0.69: no CPU's rounding comes near the 3x rule."""
+    result = run(digits, "out-lr-10", monkeypatch, lr=10.0)
+    assert result["diagnosis"]["verdict"] == "lr_too_high", result["diagnosis"]["evidence"]
+    check_records(digits, "out-lr-10", result, 10.0)
+
+
+def test_lr_1e_6_is_lr_too_low(digits, monkeypatch):
+    """Recorded here: the error rate moves by 0 to 1 image of 40 (BatchNorm statistics, not learning) against
+    a noise band of 6; train loss ~1.5x valid loss. Both margins are far beyond float differences."""
+    result = run(digits, "out-lr-1e-6", monkeypatch, lr=1e-6, lr_min=1e-7)
+    assert result["diagnosis"]["verdict"] == "lr_too_low", result["diagnosis"]["evidence"]
+    check_records(digits, "out-lr-1e-6", result, 1e-6)
+
+
+def test_one_epoch_fine_tune_learns_and_is_diagnosed_by_its_curves(digits, body_weights, monkeypatch):
+    """A loose end-to-end check. Whether one epoch is too few turns on the ratio of two small final losses,
+    which differs between CPUs (recorded here: train 0.035, valid 0.131: ok; the machine that first wrote
+    this test got too_few_epochs); tests/test_diagnosis.py pins the rule on the recorded curve. What holds
+    anywhere: the fine-tuned body learned, no learning-rate failure is named, and the verdict is the rule
+    applied to the history the run wrote."""
+    result = run(digits, "out-fine-tune", monkeypatch, lr=1e-3, epochs=1, pretrained=str(body_weights))
+    verdict = result["diagnosis"]["verdict"]
+    assert verdict in {"too_few_epochs", "ok"}, result["diagnosis"]["evidence"]
+    assert result["diagnosis"]["evidence"]["final_error_rate"] <= 0.25  # 0.075 here; chance is 0.5
+    history = [{k: float(v) if k.endswith(("loss", "rate")) else v for k, v in row.items()}
+               for row in read_csv(digits / "out-fine-tune" / "history.csv")]
+    assert diagnose(history, project_params("train").diagnose,
+                    n_valid=20 * len(CLASSES), n_classes=len(CLASSES))["verdict"] == verdict
+    check_records(digits, "out-fine-tune", result, 1e-3)

@@ -22,7 +22,7 @@ from bearid.params import VerifyParams
 
 MAX = 64
 PARAMS = VerifyParams(max_size=MAX, workers=1, min_size=8, max_pixels=1_000_000, animated="first",
-                      near_dup_distance=3)
+                      near_dup_distance=3, resample="bilinear")
 WHITE, RED, BLUE = (255, 255, 255), (255, 0, 0), (0, 0, 255)
 
 

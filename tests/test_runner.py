@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from helpers import merge
 
-from bearid import stage
+from bearid import runner
 from bearid.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,26 +20,28 @@ def test_user_error_exits_2_with_one_line(capsys):
         raise ParamsError("train.lr: -1 is out of range")
 
     with pytest.raises(SystemExit) as exit_info:
-        stage.run("train", body)
+        runner.run("train", body)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "train: error: train.lr: -1 is out of range\n"
 
 
 def test_other_errors_are_not_swallowed():
     with pytest.raises(ZeroDivisionError):
-        stage.run("train", lambda: 1 / 0)
+        runner.run("train", lambda: 1 / 0)
 
 
-@pytest.mark.parametrize("params_yaml, stage_name, named", [
-    ("train: {lr: -0.1}\n", "train", "train.lr"),
-    ("train: {arch: resnet9000}\n", "train", "train.arch"),
-    ("split: {valid_pct: 0.6, test_pct: 0.5}\n", "split", "split.valid_pct + split.test_pct"),
-    ("fetch: {classes: []}\n", "fetch_urls", "fetch.classes"),
-    ("fetch: {lr: 1}\n", "fetch_urls", "fetch: unknown keys ['lr']"),
-    ("trian: {lr: 1}\n", "train", "unknown sections ['trian']"),
+@pytest.mark.parametrize("change, stage_name, named", [
+    ({"train": {"lr": -0.1}}, "train", "train.lr"),
+    ({"train": {"arch": "resnet9000"}}, "train", "train.arch"),
+    ({"split": {"valid_pct": 0.6, "test_pct": 0.5}}, "split", "split.valid_pct + split.test_pct"),
+    ({"fetch": {"classes": []}}, "fetch_urls", "fetch.classes"),
+    ({"fetch": {"lr": 1}}, "fetch_urls", "fetch: unknown keys ['lr']"),
+    ({"trian": {"lr": 1}}, "train", "unknown sections ['trian']"),
+    ({"train": {"wd": None}}, "train", "train.wd: None must be a number"),
 ])
-def test_stage_rejects_bad_params_before_any_work(tmp_path, params_yaml, stage_name, named):
-    (tmp_path / "params.yaml").write_text(params_yaml)
+def test_stage_rejects_bad_params_before_any_work(tmp_path, change, stage_name, named):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(merge(yaml.safe_load((ROOT / "params.yaml").read_text()),
+                                                                change)))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", f"stages.{stage_name}"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)

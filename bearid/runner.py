@@ -5,11 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from .decisions import DecisionsError
-from .params import ParamsError
-from .sources import SourceError
-
-USER_ERRORS = (ParamsError, SourceError, DecisionsError, FileNotFoundError)
+from .errors import USER_ERRORS
 
 
 def run(name: str, body: Callable[[], object]) -> None:
