@@ -19,8 +19,7 @@ from . import decisions as decisions_file
 from .atomic import read_csv, write_csv
 from .params import MinScore
 from .progress import log
-from .errors import DecisionsError
-from .vocab import ACTIONS, MANIFEST_FIELDS, MISLABELED, OUT_OF_PLACE
+from .vocab import MANIFEST_FIELDS, MISLABELED, OUT_OF_PLACE
 
 REPORT_FIELDS = ["path", "label", "action", "new_label", "decided_by", "reason"]
 

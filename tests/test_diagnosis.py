@@ -10,7 +10,7 @@ import pytest
 from bearid.diagnosis import ADVICE, diagnose
 from bearid.params import DiagnoseParams
 
-T = Thresholds(explode_ratio=3.0, min_improvement=0.1, worsen_tolerance=0.02, underfit_ratio=1.3)
+T = DiagnoseParams(explode_ratio=3.0, min_improvement=0.1, worsen_tolerance=0.02, underfit_ratio=1.3)
 
 
 def history(train: list[float], valid: list[float], err: list[float]) -> list[dict]:

@@ -315,7 +315,8 @@ def test_large_pixel_uploads_stay_within_the_memory_ceiling(server_process):
     proc, url = server_process
     huge = png((9000, 9000))  # a few hundred KB of PNG, 243 MB of RGB pixels
     large = png((4000, 4000))  # 16 Mpx: just within the per-upload budget of 256 MB / 2 decoders
-    post = lambda data: httpx.post(f"{url}/predict", files={"file": ("x.png", data, "image/png")}, timeout=120)
+    def post(data):
+        return httpx.post(f"{url}/predict", files={"file": ("x.png", data, "image/png")}, timeout=120)
     assert post(png((64, 64))).status_code == 200
     baseline = peak_rss_mb(proc.pid)
     with ThreadPoolExecutor(8) as pool:
