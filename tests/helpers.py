@@ -55,7 +55,8 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
 
 
 def merge(base: dict, update: dict) -> dict:
-    return {k: merge(base[k], v) if isinstance(v, dict) and k in base else v for k, v in {**base, **update}.items()}
+    return {k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+            for k, v in {**base, **update}.items()}
 
 
 def set_params(repo: Path, update: dict) -> None:

@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 import httpx
+import pytest
+import yaml
 from PIL import Image
 from starlette.testclient import TestClient
 
@@ -28,7 +29,8 @@ from bearid import download, sources
 from bearid.export import META, WEIGHTS, meta_hash
 from bearid.predict_cli import main as predict_main
 from bearid.atomic import read_csv
-from bearid.params import DownloadParams, FetchParams
+from bearid.params import DownloadParams
+from helpers import PROJECT_PARAMS, merge, project_params
 from http_fixtures import HTML, PNG, serve
 from test_review import CLASSES, app_for, client_for, make_project
 
@@ -136,7 +138,7 @@ def test_parallel_set_and_undo_of_one_path_answer_json(project):
 
 # --- URL lists ---------------------------------------------------------------------------------
 
-QUICK = DownloadParams(workers=4, connect_timeout=1.0, read_timeout=1.0, deadline=2.0, retries=0)
+QUICK = project_params("download", workers=4, connect_timeout=1.0, read_timeout=1.0, deadline=2.0, retries=0)
 SECRET = b"root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n"
 
 
@@ -163,7 +165,7 @@ def test_local_files_outside_the_web_folder_are_never_read(tmp_path, monkeypatch
     (tmp_path / "data/web/link.png").symlink_to(tmp_path / "shadow")  # a link out of the folder
     results = downloaded(tmp_path / "out", ["file:data/web/a.png", f"file://{tmp_path}/shadow",
                                             "file:data/web/../../shadow", "file:data/web/link.png",
-                                            "file:///proc/self/environ"], DownloadParams(deadline=2.0))
+                                            "file:///proc/self/environ"], project_params("download", deadline=2.0))
     assert [(r.status, r.reason) for r in results] == [("ok", "ok")] + [("failed", "outside_file_dir")] * 4
     assert b"hashhashhash" not in everything_written(tmp_path / "out")
 
@@ -208,7 +210,7 @@ def test_url_list_with_credentials_and_bad_bytes(tmp_path, monkeypatch, capsys):
     (tmp_path / "urls/grizzly.txt").write_bytes(b"https://u:pw@a.example/1.jpg\nhttps://b.example/\xe9.jpg\n"
                                                 b"https://c.example/3.jpg\n")
     (tmp_path / "urls/black.txt").write_bytes(b"https://d.example/4.jpg\n")
-    hits = sources.from_files(FetchParams(source="files", classes=["grizzly", "black"], files_dir="urls"))
+    hits = sources.from_files(project_params("fetch", source="files", classes=["grizzly", "black"], files_dir="urls"))
     assert [h.url for h in hits["grizzly"]] == ["https://a.example/1.jpg", "https://c.example/3.jpg"]
     log = capsys.readouterr()
     assert "urls/grizzly.txt:2: byte 0xe9 is not UTF-8" in log.out + log.err and "pw" not in log.out + log.err
@@ -352,7 +354,7 @@ def test_killed_verify_leaves_no_worker_running(tmp_path):
     tile = png((900, 700), (10, 200, 30))
     for i in range(400):
         (raw / f"{i:04d}.png").write_bytes(tile[:-12] + i.to_bytes(4, "big") + tile[-8:])  # distinct files
-    (tmp_path / "params.yaml").write_text("verify: {workers: 2, max_size: 64}\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(merge(PROJECT_PARAMS, {"verify": {"workers": 2, "max_size": 64}})))
     root = Path(__file__).resolve().parents[1]
     stage = subprocess.Popen([sys.executable, "-m", "stages.verify"], cwd=tmp_path,
                              env={**os.environ, "PYTHONPATH": str(root)},
@@ -386,22 +388,29 @@ def digits(tmp_path_factory) -> Path:
     return make_digits(tmp_path_factory.mktemp("digits"))
 
 
-@pytest.mark.parametrize("text, section, words", [
-    ("train: {aug: {max_rotate: lots}}\n", "train", "train.aug.max_rotate: 'lots' must be a number"),
-    ("train: {aug: {do_flip: 1}}\n", "train", "train.aug.do_flip: 1 must be one of [False, True]"),
-    ("train: {aug: {pad_mode: mirror}}\n", "train", "train.aug.pad_mode: 'mirror' must be one of"),
-    ("train: {aug: {min_zoom: 2.0, max_zoom: 1.5}}\n", "train", "min_zoom 2.0 is above max_zoom 1.5"),
-    ("split: {test_pct: 0}\n", "split", "split.test_pct: 0.0 leaves no test images"),
-    ("train: {epochs: 3\n", "train", "not valid YAML"),
-    ("retrain: {overrides: {batch_size: -1}}\n", "train", "retrain.overrides.batch_size: -1 is out of range"),
-    ("retrain: {overrides: {aug: {max_warp: 5}}}\n", "train", "retrain.overrides.aug.max_warp: 5 is out of range"),
+@pytest.mark.parametrize("update, section, words", [
+    ({"train": {"aug": {"max_rotate": "lots"}}}, "train", "train.aug.max_rotate: 'lots' must be a number"),
+    ({"train": {"aug": {"do_flip": 1}}}, "train", "train.aug.do_flip: 1 must be one of [False, True]"),
+    ({"train": {"aug": {"pad_mode": "mirror"}}}, "train", "train.aug.pad_mode: 'mirror' must be one of"),
+    ({"train": {"aug": {"min_zoom": 2.0, "max_zoom": 1.5}}}, "train", "min_zoom 2.0 is above max_zoom 1.5"),
+    ({"split": {"test_pct": 0}}, "split", "split.test_pct: 0.0 leaves no test images"),
+    ({"retrain": {"batch_size": -1}}, "train", "retrain.batch_size: -1 is out of range"),
+    ({"retrain": {"aug": {"max_warp": 5}}}, "train", "retrain.aug.max_warp: 5 is out of range"),
 ])
-def test_bad_params_fail_before_the_first_stage_that_reads_them(tmp_path, text, section, words):
+def test_bad_params_fail_before_the_first_stage_that_reads_them(tmp_path, update, section, words):
+    """Each bad value in the project's own params fails when the first stage reading it loads params."""
     path = tmp_path / "params.yaml"
-    path.write_text(text)
+    path.write_text(yaml.safe_dump(merge(PROJECT_PARAMS, update)))
     with pytest.raises(ParamsError) as e:
         params_module.load(section, path)
     assert words in str(e.value)
+
+
+def test_a_yaml_syntax_error_names_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train: {epochs: 3\n")
+    with pytest.raises(ParamsError, match="params.yaml: not valid YAML"):
+        params_module.load("train", path)
 
 
 def test_a_yaml_error_in_a_stage_outside_dvc_is_one_line(tmp_path):
@@ -418,7 +427,7 @@ def test_batch_size_above_the_training_set_fails_before_training(tmp_path):
 
     write_csv(tmp_path / "manifest.csv", [{"path": f"{i}.png", "label": "ab"[i % 2], "split": "train" if i < 6 else "valid"}
                                           for i in range(8)], ["path", "label", "split"])
-    p = params_module.parse("train", {"batch_size": 16})
+    p = project_params("train", batch_size=16)
     with pytest.raises(ParamsError, match="batch_size 16 is more than the 6 training images"):
         training.train_run(tmp_path / "manifest.csv", p, tmp_path / "out", "train")
     assert not (tmp_path / "out").exists()
@@ -427,7 +436,7 @@ def test_batch_size_above_the_training_set_fails_before_training(tmp_path):
 def test_a_train_run_that_dies_leaves_no_metrics_that_look_real(digits, monkeypatch):
     """Killed after its epochs were logged but before it finished: no live/metrics.json at all."""
     monkeypatch.chdir(digits)
-    p = params_module.parse("train", {**TINY, "freeze_epochs": 0, "epochs": 1})
+    p = project_params("train", **{**TINY, "freeze_epochs": 0, "epochs": 1})
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # what the process sees of a kill, as far as files go: nothing more is written
