@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fastai.vision.learner import create_vision_model
 from safetensors.torch import load, save
 
-from .archs import resolve
+from .archs import network
 from .atomic import atomic_write_bytes, write_json
 from .params import TrainParams
 
@@ -77,9 +76,9 @@ def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
         raise ValueError(f"{model_dir / WEIGHTS}: sha256 differs from {META}'s weights_sha256; "
                          "the two files come from different exports")
     with torch.device("meta"):  # shapes only: random init would be thrown away (and costs seconds)
-        model = create_vision_model(resolve(meta["arch"]), len(meta["classes"]), pretrained=False,
-                                    ps=meta["params"].get("ps", 0.5))
+        model = network(meta["arch"], len(meta["classes"]), ps=meta["params"].get("ps", 0.5))
     model.load_state_dict(load(data), assign=True)
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
         raise ValueError(f"{model_dir / WEIGHTS}: weights missing for part of {meta['arch']}")
     return model.eval(), meta
+

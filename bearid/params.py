@@ -170,6 +170,9 @@ class TrainParams:
     ps: float = 0.5
     augment: bool = False
     aug: dict = field(default_factory=dict)
+    schedule: Literal["lesson", "fine_tune"] = "lesson"  # lesson: two fit_one_cycle phases; fine_tune: fastai's fine_tune
+    resize: Literal["squish", "random_resized_crop"] = "squish"  # training item transform; validation always squishes
+    min_scale: float = 0.5  # random_resized_crop: smallest share of the image area a crop keeps (the lesson's 0.5)
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: Union[bool, str] = "auto"
@@ -178,13 +181,19 @@ class TrainParams:
     diagnose: DiagnoseParams = field(default_factory=DiagnoseParams)
 
     def check(self, key: str) -> None:
-        from .archs import ARCHS, AUG_KEYS  # torch-heavy: only stages that train pay for it
+        from . import archs  # torch-heavy: only stages that train pay for it
+        from .archs import AUG_KEYS
 
-        if self.arch not in ARCHS:
-            raise ParamsError(f"{key}.arch: unknown architecture {self.arch!r}; one of {sorted(ARCHS)}")
+        try:
+            archs.check(self.arch, f"{key}.arch")
+        except ValueError as e:
+            raise ParamsError(str(e)) from None
+        if self.pretrained is True and archs.is_timm(self.arch):
+            from .pretrained import known
+            known(self.arch)  # a timm arch without offline ImageNet weights: refused before any training
         if isinstance(self.pretrained, str) and not Path(self.pretrained).is_file():
             raise ParamsError(f"{key}.pretrained: weights file {self.pretrained!r} not found "
-                              "(use false, true for the torchvision cache, or a local file)")
+                              "(use false, true for the packaged or torchvision-cache ImageNet weights, or a local file)")
         _range(f"{key}.img_size", self.img_size, 16, 2048)
         _range(f"{key}.batch_size", self.batch_size, 1, 4096)
         _range(f"{key}.freeze_epochs", self.freeze_epochs, 0, 1000)
@@ -196,6 +205,10 @@ class TrainParams:
                               "suggestion) or a number > 0")
         _range(f"{key}.lr_find_iters", self.lr_find_iters, 20, 1000)
         _range(f"{key}.wd", self.wd, 0.0, 10.0)
+        _range(f"{key}.min_scale", self.min_scale, 0.01, 1.0)
+        scale = self.aug.get("min_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.01 <= scale <= 1.0:
+            raise ParamsError(f"{key}.aug.min_scale: {self.aug['min_scale']!r} is out of range [0.01, 1]")
         _range(f"{key}.ps", self.ps, 0.0, 0.99)
         unknown = sorted(set(self.aug) - AUG_KEYS)
         if unknown:
@@ -306,6 +319,15 @@ def load(section: str, path: Path | str = PARAMS_FILE) -> Any:
     if unknown:
         raise ParamsError(f"{path}: unknown sections {unknown}; allowed: {sorted(SECTIONS)}")
     return parse(section, raw.get(section) or {})
+
+
+def check_size(size_key: str, img_size: int, path: Path | str = PARAMS_FILE) -> None:
+    """Across sections: a stage that trains at `img_size` refuses images verify shrank below it."""
+    max_size = load("verify", path).max_size
+    if max_size < img_size:
+        raise ParamsError(f"verify.max_size ({max_size}) is below {size_key} ({img_size}): verified images "
+                          f"are at most {max_size} px, so training would upscale them; raise verify.max_size "
+                          f"to at least {img_size} or lower {size_key}")
 
 
 def parse(section: str, values: dict) -> Any:

@@ -5,6 +5,7 @@
     out_dir/lr_find.csv, lr_find.png        the LR-finder curve, suggestion marked
     out_dir/history.csv                     per-epoch rows of both phases
     out_dir/diagnosis.json                  which of the lesson's failure modes the curves show
+    out_dir/show_batch.png                  what the model is fed: augmented training images with labels
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from fastai.callback.progress import ProgressCallback
 from . import diagnosis
 from .atomic import write_csv, write_json
 from .export import save_model
-from .learner import NORMALIZE, build_learner, dataloaders, fit_lesson, seed_everything
+from .learner import build_learner, dataloaders, fit, normalization, seed_everything
 from .params import TrainParams
-from .plots import save_lr_find_png
+from .plots import save_lr_find_png, save_show_batch
 from .progress import log
 
 
@@ -65,7 +66,7 @@ def _train(learn, dls, p: TrainParams, out_dir: Path, stage: str) -> dict:
 
     live = Live(str(out_dir / "live"), save_dvc_exp=False, dvcyaml=None, report=None)
     start = time.perf_counter()
-    sched = fit_lesson(learn, p, cbs=[PhaseLogger(live=live)])
+    sched = fit(learn, p, cbs=[PhaseLogger(live=live)])
     seconds = time.perf_counter() - start
 
     verdict = diagnosis.diagnose(sched.history, p.diagnose, n_valid=len(dls.valid_ds),
@@ -75,11 +76,12 @@ def _train(learn, dls, p: TrainParams, out_dir: Path, stage: str) -> dict:
     live.summary["diagnosis"] = verdict["verdict"]
     live.end()
 
-    save_model(learn.model, list(dls.vocab), p, NORMALIZE, out_dir)
+    save_model(learn.model, list(dls.vocab), p, normalization(p.arch), out_dir)
     write_csv(out_dir / "history.csv", sched.history, list(sched.history[0]))
     write_csv(out_dir / "lr_find.csv", ({"lr": lr, "loss": loss} for lr, loss in sched.lr_find),
               ["lr", "loss"])
     save_lr_find_png(sched, out_dir / "lr_find.png")
+    save_show_batch(dls, out_dir / "show_batch.png")  # after training: its random draws leave training alone
     write_json(out_dir / "diagnosis.json", verdict)
     last = sched.history[-1]
     log(stage, f"done in {seconds:.0f}s: error_rate {last['error_rate']:.4f}, "

@@ -12,6 +12,7 @@ TRAIN_KEYS = ("arch", "pretrained", "batch_size", "seed")  # declared one by one
 
 def main() -> None:
     p = params.load("crossval")
+    params.check_size("crossval.img_size", p.img_size)
     train = params.load("train")
     fold_train = params.parse("train", {**{k: getattr(train, k) for k in TRAIN_KEYS}, "img_size": p.img_size})
     start = time.perf_counter()

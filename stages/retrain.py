@@ -7,7 +7,10 @@ from bearid.training import train_run
 
 
 def main() -> None:
-    p = params.load("retrain").apply(params.load("train"))
+    retrain = params.load("retrain")
+    p = retrain.apply(params.load("train"))
+    key = "retrain.overrides.img_size" if "img_size" in retrain.overrides else "train.img_size"
+    params.check_size(key, p.img_size)
     train_run(Path("data/clean/manifest.csv"), p, Path("data/retrain"), "retrain")
 
 

@@ -35,6 +35,11 @@ def test_other_errors_are_not_swallowed():
     ("fetch: {classes: []}\n", "fetch_urls", "fetch.classes"),
     ("fetch: {lr: 1}\n", "fetch_urls", "fetch: unknown keys ['lr']"),
     ("trian: {lr: 1}\n", "train", "unknown sections ['trian']"),
+    ("train: {arch: efficientnet_b3, pretrained: true}\n", "train", "no offline ImageNet weights for 'efficientnet_b3'"),
+    ("verify: {max_size: 64}\ntrain: {img_size: 128}\n", "train", "verify.max_size (64) is below train.img_size (128)"),
+    ("verify: {max_size: 64}\ncrossval: {img_size: 96}\n", "crossval", "verify.max_size (64) is below crossval.img_size (96)"),
+    ("verify: {max_size: 64}\nretrain: {overrides: {img_size: 128}}\n", "retrain",
+     "verify.max_size (64) is below retrain.overrides.img_size (128)"),
 ])
 def test_stage_rejects_bad_params_before_any_work(tmp_path, params_yaml, stage_name, named):
     (tmp_path / "params.yaml").write_text(params_yaml)
