@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 from fastai.learner import Learner
+from PIL import Image
 
 from .export import load_model
 from .learner import build_learner, dataloaders
@@ -25,9 +28,12 @@ def learner_from_folder(model_dir: Path | str, root: Path | str = ".", device: s
     model, meta = load_model(Path(model_dir))
     p = parse("train", {**meta["params"], "pretrained": False, "device": device,
                         "mixed_precision": False, "augment": False, "num_workers": 0})
-    empty = pd.DataFrame({"path": pd.Series(dtype=str), "label": pd.Series(dtype=str),
-                          "split": pd.Series(dtype=str)})
-    dls = dataloaders(empty, p, root=Path(root), vocab=meta["classes"])
+    with tempfile.TemporaryDirectory(prefix="bearid-") as tmp:  # fastai infers types from one item
+        placeholder = Path(tmp) / "placeholder.png"
+        Image.new("RGB", (p.img_size, p.img_size)).save(placeholder)
+        rows = [{"path": os.path.relpath(placeholder, root), "label": meta["classes"][0], "split": split}
+                for split in ("train", "valid")]
+        dls = dataloaders(pd.DataFrame(rows), p, root=Path(root), vocab=meta["classes"]).new_empty()
     learn = build_learner(dls, p, Path(model_dir))
     learn.model.load_state_dict(model.state_dict())
     return learn
