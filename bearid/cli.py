@@ -14,6 +14,7 @@ COMMANDS = {
     "predict": ("bearid.predict_cli", "classify image files with an exported model"),
     "serve": ("bearid.serve", "serve an exported model with the Starlette web app"),
     "review": ("bearid.review", "review cleaning candidates in the browser; decisions go to the decisions file"),
+    "preset": ("bearid.presets", "switch params.yaml to a preset: real-photos (pretrained body, 128 px)"),
 }
 
 
