@@ -18,6 +18,7 @@ difference of errors (target: ratio <= 1.10, errors within 1 point).
 
     python benchmarks/transfer.py                          # 64 px, 30 per class and all
     python benchmarks/transfer.py --sizes 64 128 --per-class 30 0
+    python benchmarks/transfer.py --threads 1   # on a CPU shared with other work: one torch thread each
 """
 
 from __future__ import annotations
@@ -80,8 +81,11 @@ Path(sys.argv[2], "test_predictions.json").write_text(json.dumps(
 """
 
 
+THREADS: dict[str, str] = {}  # --threads: OMP_NUM_THREADS for the training interpreters
+
+
 def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> None:
-    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, env={**(env or os.environ), **THREADS})
 
 
 def prepare(tmp: Path, size: int, per_class: int) -> Path:
@@ -136,7 +140,10 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, nargs="+", default=[30, 0], help="demo images per class; 0 = all")
     ap.add_argument("--pretrained-lr", type=float, default=3e-3)
     ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per training run (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        THREADS["OMP_NUM_THREADS"] = str(args.threads)
     configs = {"scratch": {}, "pretrained": {"arch": "efficientnet_lite0", "pretrained": True,
                                              "lr": args.pretrained_lr}}
     rows = []
