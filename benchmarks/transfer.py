@@ -19,6 +19,7 @@ difference of errors (target: ratio <= 1.10, errors within 1 point).
     python benchmarks/transfer.py                          # 64 px, 30 per class and all
     python benchmarks/transfer.py --sizes 64 128 --per-class 30 0
     python benchmarks/transfer.py --threads 1   # on a CPU shared with other work: one torch thread each
+    python benchmarks/transfer.py --per-class 30 --bodies pretrained   # only the train stage against plain fastai
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, nargs="+", default=[30, 0], help="demo images per class; 0 = all")
     ap.add_argument("--pretrained-lr", type=float, default=3e-3)
     ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--bodies", nargs="+", choices=["scratch", "pretrained"], default=["scratch", "pretrained"])
     ap.add_argument("--threads", type=int, default=0, help="torch threads per training run (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -151,11 +153,13 @@ def main() -> None:
         for size in args.sizes:
             for per_class in args.per_class:
                 repo = prepare(Path(tmp), size, per_class)
-                for name, overrides in configs.items():
+                for name in args.bodies:
+                    overrides = configs[name]
                     seconds, error, n = ours(repo, {**overrides, "img_size": size}, f"out-{name}")
                     rows.append((f"{size}px", per_class or "all", name, "train stage", seconds, error, n))
                     print(*rows[-1], flush=True)
-                if not args.skip_plain and size == args.sizes[0] and per_class == args.per_class[-1]:
+                if not args.skip_plain and size == args.sizes[0] and per_class == args.per_class[-1] \
+                        and "pretrained" in args.bodies:
                     pre = {**configs["pretrained"], "img_size": size}
                     seconds, error, n = plain(repo, pre, "out-plain")
                     rows.append((f"{size}px", per_class or "all", "pretrained", "plain fastai", seconds, error, n))
