@@ -164,7 +164,7 @@ def main() -> None:
                     seconds, error, n = plain(repo, pre, "out-plain")
                     rows.append((f"{size}px", per_class or "all", "pretrained", "plain fastai", seconds, error, n))
                     print(*rows[-1], flush=True)
-    print(f"\n| size | per class | body | run | seconds | true-label test error | test images |")
+    print("\n| size | per class | body | run | seconds | true-label test error | test images |")
     print("|---|---|---|---|---|---|---|")
     for size, per, name, run, seconds, error, n in rows:
         print(f"| {size} | {per} | {name} | {run} | {seconds:.1f} | {error:.3f} | {n} |")
