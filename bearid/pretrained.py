@@ -10,8 +10,9 @@ to this module, a dependency of the training stages) reruns training.
 
 The weights were trained on inputs scaled to [-1, 1] (TensorFlow's Lite
 preprocessing, mean = std = 0.5): with those statistics the whole network puts
-scikit-learn's `china.jpg` on ImageNet's palace class and `flower.jpg` on daisy;
-with ImageNet's usual statistics it misses both (tests/test_pretrained.py).
+scikit-learn's `china.jpg` on ImageNet's palace class and `flower.jpg` on daisy,
+both top-1; with ImageNet's usual statistics both score lower, daisy only third
+(tests/test_pretrained.py).
 """
 
 from __future__ import annotations
