@@ -15,6 +15,7 @@ COMMANDS = {
     "serve": ("bearid.serve", "serve an exported model with the Starlette web app"),
     "review": ("bearid.review", "review cleaning candidates in the browser; decisions go to the decisions file"),
     "params-doc": ("bearid.params_doc", "write docs/parameters.md from the declarations in bearid/params.py"),
+    "preset": ("bearid.presets", "switch params.yaml to a preset: real-photos (pretrained body, 128 px)"),
 }
 
 

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fastai.vision.learner import create_vision_model
 from safetensors.torch import load, save
 
-from .archs import resolve
+from .archs import check, network
 from .atomic import atomic_write_bytes, write_json
 from .params import TrainParams
 
@@ -146,11 +145,11 @@ def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
         raise ModelError(f"{model_dir / WEIGHTS}: sha256 differs from {META}'s weights_sha256; "
                          "the two files come from different exports")
     try:
-        arch = resolve(meta["arch"])
+        check(meta["arch"], f"{META} arch")
     except ValueError as e:
         raise ModelError(f"{model_dir / META}: {e}") from None
     with torch.device("meta"):  # shapes only: random init would be thrown away (and costs seconds)
-        model = create_vision_model(arch, len(meta["classes"]), pretrained=False, ps=meta["params"].get("ps", 0.5))
+        model = network(meta["arch"], len(meta["classes"]), ps=meta["params"].get("ps", 0.5))
     try:
         model.load_state_dict(load(data), assign=True)
     except (RuntimeError, ValueError) as e:  # safetensors' and torch's shape / key errors
@@ -159,3 +158,4 @@ def load_model(model_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
         raise ModelError(f"{model_dir / WEIGHTS}: weights missing for part of {meta['arch']}")
     return model.eval(), meta
+

@@ -168,8 +168,10 @@ def check_aug(key: str, aug: dict) -> None:
 @dataclass(frozen=True)
 class TrainParams:
     """The lesson's two-phase fine-tuning (stages train and retrain)."""
-    arch: str = param("architecture by name: resnet18/34/50, densenet121, xresnet18, ...")
-    pretrained: Union[bool, str] = param("false (from scratch) | true (torchvision cache) | path to a weights file")
+    arch: str = param("architecture by name: torchvision's (resnet18/34/50, densenet121, xresnet18, ...) "
+                      "or timm's (efficientnet_lite0, ...)")
+    pretrained: Union[bool, str] = param("false (from scratch) | true (ImageNet weights: efficientnet_lite0's "
+                                         "packaged file, or the torchvision cache) | path to a weights file")
     img_size: int = param("side of the square training images, in pixels", 16, 2048)
     batch_size: int = param("images per batch", 1, 4096)
     freeze_epochs: int = param("epochs with the body frozen; 0 skips that phase", 0, 1000)
@@ -183,6 +185,11 @@ class TrainParams:
     ps: float = param("dropout of the head", 0.0, 0.99)
     augment: bool = param("apply aug_transforms")
     aug: dict = param("arguments of fastai's aug_transforms (do_flip, max_rotate, max_warp, ...)")
+    schedule: Literal["lesson", "fine_tune"] = param("lesson (two fit_one_cycle phases, lr_find between) | "
+                                                     "fine_tune (fastai's fine_tune)")
+    resize: Literal["squish", "random_resized_crop"] = param("training item transform: squish | "
+                                                             "random_resized_crop (validation always squishes)")
+    min_scale: float = param("random_resized_crop: smallest share of the image area a crop keeps", 0.01, 1.0)
     seed: int = param("seed of weights, batches and augmentation")
     device: Literal["auto", "cpu", "cuda"] = param("auto | cpu | cuda")
     mixed_precision: Union[bool, str] = param("auto (on with CUDA) | true | false")
@@ -191,13 +198,18 @@ class TrainParams:
     diagnose: DiagnoseParams = param("thresholds of the training diagnosis")
 
     def check(self, key: str) -> None:
-        from .archs import ARCHS  # torch-heavy: only stages that train pay for it
+        from . import archs  # torch-heavy: only stages that train pay for it
 
-        if self.arch not in ARCHS:
-            raise ParamsError(f"{key}.arch: unknown architecture {self.arch!r}; one of {sorted(ARCHS)}")
+        try:
+            archs.check(self.arch, f"{key}.arch")
+        except ValueError as e:
+            raise ParamsError(str(e)) from None
+        if self.pretrained is True and archs.is_timm(self.arch):
+            from .pretrained import known
+            known(self.arch)  # a timm arch without offline ImageNet weights: refused before any training
         if isinstance(self.pretrained, str) and not Path(self.pretrained).is_file():
             raise ParamsError(f"{key}.pretrained: weights file {self.pretrained!r} not found "
-                              "(use false, true for the torchvision cache, or a local file)")
+                              "(use false, true for the packaged or torchvision-cache ImageNet weights, or a local file)")
         if not self.lr > 0 or self.lr >= 100:
             raise ParamsError(f"{key}.lr: {self.lr!r} must be > 0 and < 100")
         if self.lr_min != "auto" and (isinstance(self.lr_min, str) or not 0 < self.lr_min < 100):
@@ -300,6 +312,15 @@ def load(section: str, path: Path | str = PARAMS_FILE) -> Any:
         if section == "retrain":
             return retrain
     return parse(section, raw[section])
+
+
+def check_size(size_key: str, img_size: int, path: Path | str = PARAMS_FILE) -> None:
+    """Across sections: a stage that trains at `img_size` refuses images verify shrank below it."""
+    max_size = load("verify", path).max_size
+    if max_size < img_size:
+        raise ParamsError(f"verify.max_size ({max_size}) is below {size_key} ({img_size}): verified images "
+                          f"are at most {max_size} px, so training would upscale them; raise verify.max_size "
+                          f"to at least {img_size} or lower {size_key}")
 
 
 def parse(section: str, values: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,5 +34,16 @@ def save_lr_find_png(sched: "Schedule", path: Path, method: str) -> None:
     ax.axvline(sched.lr_suggested, color="tab:red", linestyle="--",
                label=f"{method} {sched.lr_suggested:.2g}")
     ax.legend()
-    ax.set_title("LR finder (unfrozen)")
+    ax.set_title(f"LR finder ({sched.lr_find_phase})")
+    save_figure(fig, path)
+
+
+def save_show_batch(dls, path: Path, n: int = 16) -> None:
+    """fastai's show_batch of one augmented training batch (up to n images, labelled), as a PNG."""
+    plt.close("all")
+    k = min(n, dls.train.bs)
+    rows = math.ceil(math.sqrt(k))
+    dls.train.show_batch(max_n=k, nrows=rows, ncols=math.ceil(k / rows), figsize=(8, 8))
+    fig = plt.gcf()
+    fig.suptitle("training batch as the model sees it (augmented)")
     save_figure(fig, path)

@@ -5,6 +5,7 @@
     out_dir/lr_find.csv, lr_find.png        the LR-finder curve, suggestion marked
     out_dir/history.csv                     per-epoch rows of both phases
     out_dir/diagnosis.json                  which of the lesson's failure modes the curves show
+    out_dir/show_batch.png                  what the model is fed: augmented training images with labels
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from fastai.callback.progress import ProgressCallback
 from . import diagnosis
 from .atomic import write_csv, write_json
 from .export import save_model
-from .learner import NORMALIZE, build_learner, dataloaders, fit_lesson, seed_everything
+from .learner import build_learner, dataloaders, fit, normalization, seed_everything
 from .params import ParamsError, TrainParams
-from .plots import save_lr_find_png
+from .plots import save_lr_find_png, save_show_batch
 from .progress import log
 
 
@@ -61,7 +62,7 @@ def train_run(manifest_csv: Path, p: TrainParams, out_dir: Path, stage: str) -> 
     n_train = int((manifest["split"] == "train").sum())
     if p.batch_size > n_train:  # fastai drops the last incomplete batch: there would be none to train on
         raise ParamsError(f"{stage}: batch_size {p.batch_size} is more than the {n_train} training images "
-                          f"in {manifest_csv}; lower train.batch_size (or retrain.overrides.batch_size)")
+                          f"in {manifest_csv}; lower train.batch_size (or retrain.batch_size)")
     dls = dataloaders(manifest, p)
     with tempfile.TemporaryDirectory(prefix="bearid-") as work_dir:  # lr_find's scratch checkpoint
         learn = build_learner(dls, p, Path(work_dir))
@@ -82,7 +83,7 @@ def _train(learn, dls, p: TrainParams, out_dir: Path, stage: str) -> dict:
     shutil.rmtree(live_dir, ignore_errors=True)
     live = Live(str(partial), save_dvc_exp=False, dvcyaml=None, report=None)
     start = time.perf_counter()
-    sched = fit_lesson(learn, p, cbs=[PhaseLogger(live=live)])
+    sched = fit(learn, p, cbs=[PhaseLogger(live=live)])
     seconds = time.perf_counter() - start
 
     verdict = diagnosis.diagnose(sched.history, p.diagnose, n_valid=len(dls.valid_ds),
@@ -93,11 +94,12 @@ def _train(learn, dls, p: TrainParams, out_dir: Path, stage: str) -> dict:
     live.end()
     partial.rename(live_dir)
 
-    save_model(learn.model, list(dls.vocab), p, NORMALIZE, out_dir)
+    save_model(learn.model, list(dls.vocab), p, normalization(p.arch), out_dir)
     write_csv(out_dir / "history.csv", sched.history, list(sched.history[0]))
     write_csv(out_dir / "lr_find.csv", ({"lr": lr, "loss": loss} for lr, loss in sched.lr_find),
               ["lr", "loss"])
     save_lr_find_png(sched, out_dir / "lr_find.png", p.suggest)
+    save_show_batch(dls, out_dir / "show_batch.png")  # after training: its random draws leave training alone
     write_json(out_dir / "diagnosis.json", verdict)
     last = sched.history[-1]
     log(stage, f"done in {seconds:.0f}s: error_rate {last['error_rate']:.4f}, "

@@ -10,6 +10,7 @@ from bearid.progress import log
 
 def main() -> None:
     p = params.load("crossval")
+    params.check_size("crossval.img_size", p.img_size)
     train = fold_train(params.load("train"), p.img_size)
     start = time.perf_counter()
     m = crossval(Path("data/manifest.csv"), FoldParams(p.folds, p.epochs, p.lr, train), Path("data/crossval"))

@@ -7,7 +7,9 @@ from bearid.training import train_run
 
 
 def main() -> None:
-    train_run(Path("data/manifest.csv"), params.load("train"), Path("data/train"), "train")
+    p = params.load("train")
+    params.check_size("train.img_size", p.img_size)
+    train_run(Path("data/manifest.csv"), p, Path("data/train"), "train")
 
 
 if __name__ == "__main__":

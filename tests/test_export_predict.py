@@ -228,3 +228,53 @@ def test_probabilities_match_fastai_learn_predict(learner_and_images):
         theirs = np.stack([learn.predict(p)[2].numpy() for p in paths])
     assert theirs.max(axis=1).min() > 0.4  # not near-uniform
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_learner_from_folder_predicts_and_interprets_without_pickle(learner_and_images, monkeypatch):
+    from fastai.interpret import ClassificationInterpretation
+
+    from bearid.notebook import learner_from_folder
+
+    _, paths, model_dir = learner_and_images
+    root = model_dir.parent
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling while loading an exported model")
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    learn = learner_from_folder(model_dir, root=root)
+    monkeypatch.undo()
+
+    assert list(learn.dls.vocab) == CLASSES
+    with learn.no_bar():
+        theirs = np.stack([learn.predict(p)[2].numpy() for p in paths])
+    np.testing.assert_allclose(theirs, Predictor(model_dir).predict_files(paths), atol=1e-4)
+
+    df = pd.DataFrame({"path": [p.name for p in paths], "label": [CLASSES[i % 3] for i in range(len(paths))]})
+    interp = ClassificationInterpretation.from_learner(learn, dl=learn.dls.test_dl(df, with_labels=True))
+    matrix = interp.confusion_matrix()
+    assert matrix.shape == (3, 3) and matrix.sum() == len(paths)
+    assert matrix.sum(axis=1).tolist() == [sum(CLASSES[i % 3] == c for i in range(len(paths))) for c in CLASSES]
+
+
+def test_a_pretrained_timm_export_predicts_as_fastai_does(learner_and_images, tmp_path):
+    """efficientnet_lite0 with the packaged weights: exported, rebuilt by name, normalised to [-1, 1]."""
+    from bearid.learner import normalization
+    from bearid.notebook import learner_from_folder
+
+    _, paths, model_dir = learner_and_images
+    root = model_dir.parent
+    p = project_params("train", arch="efficientnet_lite0", pretrained=True, img_size=40, batch_size=2,
+                       device="cpu", mixed_precision=False)
+    rows = [{"path": path.name, "label": CLASSES[i % 3], "split": "train" if i < 3 else "valid"}
+            for i, path in enumerate(paths)]
+    learn = build_learner(dataloaders(pd.DataFrame(rows), p, root=root), p, tmp_path)
+    meta = save_model(learn.model, CLASSES, p, normalization(p.arch), tmp_path / "model")
+    assert meta["arch"] == "efficientnet_lite0" and meta["mean"] == meta["std"] == [0.5] * 3
+    with learn.no_bar():
+        theirs = np.stack([learn.predict(path)[2].numpy() for path in paths])
+    np.testing.assert_allclose(Predictor(tmp_path / "model").predict_files(paths), theirs, atol=1e-4)
+    again = learner_from_folder(tmp_path / "model", root=root)
+    with again.no_bar():
+        np.testing.assert_allclose(np.stack([again.predict(path)[2].numpy() for path in paths]), theirs, atol=1e-4)

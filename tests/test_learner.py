@@ -142,3 +142,103 @@ def test_lr_min_is_the_suggestion_capped_or_the_number_given():
         project_params("train", lr_min="valley")
     with pytest.raises(ParamsError, match="train.suggest"):
         project_params("train", suggest="middle")
+
+
+# --- timm architectures and the packaged ImageNet weights -------------------------------------------
+
+def test_timm_arch_by_name_through_fastais_timm_body(dls_of, tmp_path):
+    from fastai.vision.learner import TimmBody
+
+    dls, p = dls_of(arch="efficientnet_lite0")
+    learn = learner.build_learner(dls, p, tmp_path)
+    assert isinstance(learn.model[0], TimmBody)
+    assert learn.model(dls.one_batch()[0]).shape == (4, 2)
+
+
+def test_unknown_arch_names_the_key_and_both_families():
+    with pytest.raises(ParamsError, match=r"train.arch: unknown architecture 'efficientnet_lite9'; one of "
+                                          r"\[.*'resnet18'.*\], or one of timm's \d+ \(timm.list_models"):
+        project_params("train", **{"arch": "efficientnet_lite9"})
+
+
+def test_pretrained_timm_body_gets_the_packaged_imagenet_weights(dls_of, tmp_path):
+    from bearid import pretrained
+
+    dls, p = dls_of(arch="efficientnet_lite0", pretrained=True)
+    learn = learner.build_learner(dls, p, tmp_path)
+    imagenet = pretrained.timm_state_dict("efficientnet_lite0")
+    body = learn.model[0].model.state_dict()
+    for key in ("conv_stem.weight", "blocks.3.1.conv_pw.weight", "bn2.running_var"):
+        assert body[key].equal(imagenet[key]), key
+    assert learn.model[1][-1].out_features == 2  # a new head, not ImageNet's classifier
+    normalize = [t for t in dls.train.after_batch.fs if type(t).__name__ == "Normalize"]
+    assert [normalize[0].mean.flatten().tolist(), normalize[0].std.flatten().tolist()] == [[0.5] * 3] * 2
+
+
+def test_a_timm_weights_file_of_another_arch_is_refused_naming_it(dls_of, tmp_path):
+    import timm
+
+    path = tmp_path / "b0.safetensors"
+    save_file(timm.create_model("efficientnet_b0", pretrained=False).state_dict(), path)
+    dls, p = dls_of(arch="efficientnet_lite0", pretrained=str(path))
+    with pytest.raises(ParamsError, match=r"train.pretrained: .*b0.safetensors does not hold timm efficientnet_lite0"):
+        learner.build_learner(dls, p, tmp_path)
+
+
+def test_a_changed_torchvision_cache_file_is_refused(dls_of, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "cache"))
+    cached = tmp_path / "cache" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(bare_model(resolve("resnet18")).state_dict(), cached)  # right shapes, not torchvision's bytes
+    dls, p = dls_of(pretrained=True)
+    with pytest.raises(ParamsError, match=r"resnet18-f37072fd.pth: its sha256 does not start with f37072fd"):
+        learner.build_learner(dls, p, tmp_path)
+
+
+# --- every batch at img_size --------------------------------------------------------------------------
+
+@pytest.fixture
+def odd_sizes(tmp_path, monkeypatch):
+    """Images of assorted sizes and shapes, to be batched at one size."""
+    monkeypatch.chdir(tmp_path)
+    rows = []
+    for i, size in enumerate([(50, 30), (64, 64), (31, 77), (90, 45), (40, 40), (70, 20), (33, 60), (80, 80)]):
+        label = "a" if i % 2 else "b"
+        Image.new("RGB", size, (30 * i, 100, 200 - 20 * i)).save(f"{i}.png")
+        rows.append({"path": f"{i}.png", "label": label, "split": "valid" if i < 2 else "train"})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"augment": True, "aug": {"min_scale": 0.35}},
+    {"resize": "random_resized_crop", "min_scale": 0.5},
+    {"resize": "random_resized_crop", "min_scale": 0.3, "augment": True,
+     "aug": {"min_scale": 0.5, "max_rotate": 20.0, "max_zoom": 1.5, "max_warp": 0.3}},
+], ids=["aug_min_scale", "random_resized_crop", "both"])
+def test_every_batch_is_exactly_img_size(odd_sizes, overrides):
+    p = project_params("train", **{"img_size": 48, "batch_size": 6, **overrides})
+    dls = learner.dataloaders(odd_sizes, p)
+    for _ in range(5):  # fresh random crops each time
+        for x, _ in dls.train:
+            assert tuple(x.shape[1:]) == (3, 48, 48)
+    x, _ = dls.valid.one_batch()
+    assert tuple(x.shape[1:]) == (3, 48, 48)
+
+
+def test_validation_squishes_the_whole_image_even_with_random_crops(odd_sizes):
+    """Validation sees what the exported Predictor sees: no crop, whatever training does."""
+    crop = project_params("train", **{"img_size": 32, "batch_size": 2, "resize": "random_resized_crop",
+                                  "augment": True, "aug": {"min_scale": 0.3}})
+    squish = project_params("train", **{"img_size": 32, "batch_size": 2})
+    a, _ = learner.dataloaders(odd_sizes, crop).valid.one_batch()
+    b, _ = learner.dataloaders(odd_sizes, squish).valid.one_batch()
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)  # float rounding of an identity resample at most
+
+
+def test_crop_params_are_checked():
+    with pytest.raises(ParamsError, match="train.min_scale"):
+        project_params("train", **{"min_scale": 0.0})
+    with pytest.raises(ParamsError, match="train.aug.min_scale"):
+        project_params("train", **{"aug": {"min_scale": 1.5}})
+    with pytest.raises(ParamsError, match="train.resize"):
+        project_params("train", **{"resize": "crop"})

@@ -38,6 +38,14 @@ def test_other_errors_are_not_swallowed():
     ({"fetch": {"lr": 1}}, "fetch_urls", "fetch: unknown keys ['lr']"),
     ({"trian": {"lr": 1}}, "train", "unknown sections ['trian']"),
     ({"train": {"wd": None}}, "train", "train.wd: None must be a number"),
+    ({"train": {"arch": "efficientnet_b3", "pretrained": True}}, "train",
+     "no offline ImageNet weights for 'efficientnet_b3'"),
+    ({"verify": {"max_size": 64}, "train": {"img_size": 128}}, "train",
+     "verify.max_size (64) is below train.img_size (128)"),
+    ({"verify": {"max_size": 64}, "crossval": {"img_size": 96}}, "crossval",
+     "verify.max_size (64) is below crossval.img_size (96)"),
+    ({"verify": {"max_size": 64}, "retrain": {"img_size": 128}}, "retrain",
+     "verify.max_size (64) is below retrain.img_size (128)"),
 ])
 def test_stage_rejects_bad_params_before_any_work(tmp_path, change, stage_name, named):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(merge(yaml.safe_load((ROOT / "params.yaml").read_text()),

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from helpers import project_params
@@ -74,6 +75,22 @@ def check_records(root: Path, out: str, result: dict, lr: float) -> None:
     assert json.loads((root / out / "diagnosis.json").read_text())["verdict"] == verdict
     metrics = json.loads((root / out / "live" / "metrics.json").read_text())
     assert metrics["diagnosis"] == verdict and metrics["lr"] == lr
+    assert (root / out / "show_batch.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fine_tune_schedule_is_logged_like_the_lessons(digits, monkeypatch):
+    result = run(digits, "out-fine-tune-schedule", monkeypatch, schedule="fine_tune", freeze_epochs=1, epochs=2, lr=1e-2)
+    out = digits / "out-fine-tune-schedule"
+    history = pd.read_csv(out / "history.csv")
+    assert history["phase"].tolist() == ["frozen", "unfrozen", "unfrozen"]
+    assert history["epoch"].tolist() == [0, 1, 2]
+    for curve in ("eval/loss.tsv", "train/loss.tsv", "error_rate.tsv"):  # one DVCLive step per epoch, both phases
+        assert pd.read_csv(out / "live" / "plots" / "metrics" / curve, sep="\t")["step"].tolist() == [0, 1, 2]
+    metrics = json.loads((out / "live" / "metrics.json").read_text())
+    assert metrics["lr"] == 1e-2 and metrics["lr_min"] == pytest.approx(1e-2 / 200)
+    assert len(pd.read_csv(out / "lr_find.csv")) > 5  # the finder ran on the frozen model before fine_tune
+    assert result["schedule"].lr_find_phase == "frozen"
+    assert (out / "show_batch.png").stat().st_size > 1000
 
 
 def test_lr_10_is_lr_too_high(digits, monkeypatch):
