@@ -25,7 +25,7 @@ from . import params
 REAL_PHOTOS: dict = {
     "fetch": {"source": "ddg", "classes": ["grizzly", "black", "teddy"], "query": "{cls} bear",
               "max_per_class": 150},
-    "download": {"allow_file": False},
+    "download": {"file_dir": ""},
     "verify": {"max_size": 128},
     "train": {"arch": "efficientnet_lite0", "pretrained": True, "img_size": 128, "batch_size": 32,
               "schedule": "fine_tune", "freeze_epochs": 2, "epochs": 4, "lr": 2e-3,

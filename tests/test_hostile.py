@@ -101,7 +101,8 @@ def test_review_binds_to_this_machine_unless_told_and_warns_when_told(project, m
 
     from bearid import review
 
-    (project / "params.yaml").write_text(f"fetch: {{source: files, classes: {CLASSES}}}\n")
+    (project / "params.yaml").write_text(yaml.safe_dump(merge(PROJECT_PARAMS, {"fetch": {"source": "files",
+                                                                                        "classes": CLASSES}})))
     monkeypatch.chdir(project)
     started = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
