@@ -62,6 +62,31 @@ NOT_RUN = {  # page -> the commands it shows but this check does not run, each w
         "curl http://127.0.0.1:8000/health": "server",
         "curl -F file=@README.md http://127.0.0.1:8000/predict": "server",
     },
+    "docs/development.md": {
+        "python3 -m venv .venv": "long",
+        ".venv/bin/python -m pip install --require-hashes -r requirements.lock": "long",
+        ".venv/bin/python -m pip install --no-deps --no-build-isolation -e .": "long",
+        "make lock": "network",
+        "make test": "long",
+        "make test-quick": "long",
+    },
+    "docs/reproducibility.md": {
+        "git clone <repo> && cd <repo>": "example",
+        "dvc remote add -d storage <url>": "example",
+        "dvc pull": "network",
+        'git tag -a classifier@v0.1.0 -m "classifier v0.1.0" && git push --tags': "network",
+        "dvc artifacts get <repo-url> classifier -o model": "example",
+        "bearid predict --model model some.jpg": "example",
+    },
+    "docs/serving.md": {
+        "bearid serve --model data/retrain --host 127.0.0.1 --port 8000": "server",
+        "python benchmarks/serve.py --model /tmp/model --images /tmp/images --requests 300 --repeat 40 --threads 1":
+            "long",
+    },
+    "docs/transfer-learning.md": {
+        "dvc repro": "network",
+        "python benchmarks/transfer.py --threads 1 --sizes 64 --per-class 30 0": "long",
+    },
     "docs/training.md": {
         "dvc exp run -S train.lr=10": "long",
         "dvc exp run -S train.lr=1e-6 -S train.lr_min=1e-7": "long",
