@@ -148,6 +148,11 @@ def files_in(folder: Path) -> int:
 
 
 def main() -> None:
+    """Options, then each measurement in the order the table prints it.
+
+    Kept as one straight script on purpose: each block times one side against its anchor
+    in the same run, and reading them top to bottom is reading the table.
+    """
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=300, help="good images in the list")
     ap.add_argument("--hosts", type=int, default=8, help="loopback addresses serving them")

@@ -194,6 +194,8 @@ def bench_server(model_dir: Path, payloads: list[bytes], max_batch: int, max_wai
 
 
 def main() -> None:
+    """Options, then each measurement in the order the table prints it (one straight script on
+    purpose: every ratio's anchor is measured in the same run, just above it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=ROOT / "data/retrain")
     ap.add_argument("--images", type=Path, default=ROOT / "data/images", help="folders of images named by class")
