@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from .errors import USER_ERRORS
+
 COMMANDS = {
     "sgd-demo": ("bearid.sgd", "fit a line with gradient descent, the lesson's look under the hood"),
     "predict": ("bearid.predict_cli", "classify image files with an exported model"),
@@ -31,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         print(usage(), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    return module.main(argv[1:])
+    try:
+        return module.main(argv[1:])
+    except USER_ERRORS as e:  # bad params or input: one line naming it, as the stages say it
+        print(f"bearid {argv[0]}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -25,12 +25,12 @@ PIPELINE: dict[str, tuple[set[str], set[str]]] = {
     "download": ({"fetch.classes", "download"}, {"fetch_urls"}),
     "verify": ({"verify"}, {"download"}),
     "split": ({"fetch.classes", "split"}, {"verify"}),
-    "train": ({"train"}, {"verify", "split"}),
-    "crossval": ({"crossval", "train.arch", "train.pretrained", "train.batch_size", "train.seed"},
+    "train": ({"train", "verify.max_size"}, {"verify", "split"}),
+    "crossval": ({"crossval", "train.arch", "train.pretrained", "train.batch_size", "train.seed", "verify.max_size"},
                  {"verify", "split"}),
     "interpret": ({"interpret"}, {"verify", "split", "train", "crossval"}),
     "clean": ({"fetch.classes", "clean"}, {"split", "interpret"}),
-    "retrain": ({"train", "retrain"}, {"verify", "clean"}),
+    "retrain": ({"train", "retrain", "verify.max_size"}, {"verify", "clean"}),
     "evaluate": ({"evaluate"}, {"fetch_urls", "split", "interpret", "clean", "train", "retrain"}),
 }
 

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import uvicorn
+import yaml
 from PIL import Image
 from starlette.testclient import TestClient
 
 from bearid.atomic import read_csv, write_csv
 from bearid.interpret import CANDIDATE_FIELDS
 from bearid.review import create_app
+from helpers import PROJECT_PARAMS, merge
 
 CLASSES = ["grizzly", "black", "teddy"]
 
@@ -200,7 +202,8 @@ def start_review(project: Path, port: int) -> subprocess.Popen:
 
 
 def test_no_decision_is_lost_when_the_server_is_killed_between_clicks(page, project):
-    (project / "params.yaml").write_text(f"fetch: {{source: files, classes: {CLASSES}}}\nclean: {{decisions: cleaning/decisions.csv}}\n")
+    (project / "params.yaml").write_text(yaml.safe_dump(merge(PROJECT_PARAMS, {
+        "fetch": {"source": "files", "classes": CLASSES}, "clean": {"decisions": "cleaning/decisions.csv"}})))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_review(project, port)

@@ -56,3 +56,13 @@ def test_stage_rejects_bad_params_before_any_work(tmp_path, change, stage_name, 
     assert proc.returncode == 2, proc.stderr
     assert named in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_bearid_commands_report_bad_params_in_one_line(tmp_path, monkeypatch, capsys):
+    from bearid import cli
+
+    (tmp_path / "params.yaml").write_text("clean: {decisions: cleaning/decisions.csv}\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["review"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bearid review: error: ") and "params.yaml" in err and err.count("\n") == 1
