@@ -62,7 +62,8 @@ def test_bearid_commands_report_bad_params_in_one_line(tmp_path, monkeypatch, ca
     from bearid import cli
 
     (tmp_path / "params.yaml").write_text("clean: {decisions: cleaning/decisions.csv}\n")
+    (tmp_path / "candidates.csv").write_text("path\n")
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["review"]) == 2
+    assert cli.main(["review", "--candidates", "candidates.csv"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bearid review: error: ") and "params.yaml" in err and err.count("\n") == 1
