@@ -85,7 +85,7 @@ NOT_RUN = {  # page -> the commands it shows but this check does not run, each w
     },
     "docs/transfer-learning.md": {
         "dvc repro": "network",
-        "python benchmarks/transfer.py --threads 1 --sizes 64 --per-class 30 0": "long",
+        "python benchmarks/transfer.py --threads 1 --sizes 64 128 --per-class 30 0": "long",
     },
     "docs/training.md": {
         "dvc exp run -S train.lr=10": "long",
