@@ -2,7 +2,9 @@
 
 Requests arriving within `max_wait_ms` of the first waiting one (up to
 `max_batch` of them) share one call, so concurrent clients share a forward
-pass, and the event loop only ever waits on futures.
+pass, and the event loop only ever waits on futures. With `workers` > 1,
+several batches run at once (one per core, each forward pass on one thread):
+while one worker computes, the next gathers what queued up meanwhile.
 """
 
 from __future__ import annotations
@@ -28,18 +30,21 @@ class MicroBatcher(Generic[T, R]):
     """
 
     def __init__(self, fn: Callable[[Sequence[T]], Sequence[R]], max_batch: int = 16,
-                 max_wait_ms: float = 5.0, name: str = "micro-batcher"):
-        if max_batch < 1 or max_wait_ms < 0:
-            raise ValueError(f"max_batch {max_batch} must be >= 1 and max_wait_ms {max_wait_ms} >= 0")
+                 max_wait_ms: float = 5.0, name: str = "micro-batcher", workers: int = 1):
+        if max_batch < 1 or max_wait_ms < 0 or workers < 1:
+            raise ValueError(f"max_batch {max_batch} and workers {workers} must be >= 1, "
+                             f"max_wait_ms {max_wait_ms} >= 0")
         self.fn, self.max_batch, self.max_wait = fn, max_batch, max_wait_ms / 1000
         self.batches = 0  # forward passes run, and the sizes of the latest ones: for tests and /health
         self.recent_sizes: deque[int] = deque(maxlen=256)
         self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._count = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, item: T) -> Future[R]:
-        if not self._thread.is_alive():
+        if not any(thread.is_alive() for thread in self._threads):
             raise RuntimeError("the batcher is stopped")
         future: Future[R] = Future()
         self._queue.put((item, future))
@@ -50,9 +55,11 @@ class MicroBatcher(Generic[T, R]):
         return self._queue.qsize()
 
     def close(self, timeout: float | None = 10.0) -> None:
-        """Finish what is queued, then stop the worker."""
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        """Finish what is queued, then stop the workers."""
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout)
 
     def _gather(self, first) -> tuple[list, bool]:
         """The first item plus whatever arrives within max_wait, up to max_batch; and whether to stop."""
@@ -78,8 +85,9 @@ class MicroBatcher(Generic[T, R]):
             batch = [(item, fut) for item, fut in batch if fut.set_running_or_notify_cancel()]
             if not batch:
                 continue
-            self.batches += 1
-            self.recent_sizes.append(len(batch))
+            with self._count:
+                self.batches += 1
+                self.recent_sizes.append(len(batch))
             try:
                 results = self.fn([item for item, _ in batch])
                 if len(results) != len(batch):

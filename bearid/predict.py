@@ -48,6 +48,7 @@ class Predictor:
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
+        self.network = self.model  # what forward calls: the server may put another runtime here
         self.classes: list[str] = self.meta["classes"]
         self.size: int = self.meta["img_size"]
         self.mean = torch.tensor(self.meta["mean"], device=self.device).view(1, 3, 1, 1)
@@ -101,7 +102,7 @@ class Predictor:
     def forward(self, batch: torch.Tensor) -> np.ndarray:
         """Class probabilities for a uint8 (n, 3, size, size) batch, one row per image."""
         x = batch.to(self.device).float().div_(255).sub_(self.mean).div_(self.std)
-        logits = self.model(x.contiguous(memory_format=self.memory_format))
+        logits = self.network(x.contiguous(memory_format=self.memory_format))
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -41,6 +41,7 @@ from starlette.types import Message, Receive
 from .batching import MicroBatcher
 from .export import ModelError
 from .predict import PEAK_BYTES_PER_PIXEL, BadImage, Predictor
+from .runtime import OnnxNetwork
 from .web import EXCEPTION_HANDLERS, error, page, static
 
 log = logging.getLogger("bearid.serve")
@@ -56,9 +57,11 @@ class ServeConfig:
     max_wait_ms: float = 5.0
     max_upload_mb: float = 10.0
     top_k: int = 5
-    threads: int | None = max(1, (os.cpu_count() or 2) // 2)  # half the cores: HTTP and decoding need the rest
+    threads: int | None = 1  # torch threads per forward pass: spinning threads fight HTTP and decoding
+    workers: int = max(1, (os.cpu_count() or 2) // 2 + 1)  # forward passes at once
     max_decode_mb: float = 256.0  # memory for the uploads being decoded at once
     decoders: int = 2  # uploads decoded at once; more wait their turn
+    runtime: str = "onnxruntime"  # or "torch"; see runtime.py
 
     @property
     def max_upload_bytes(self) -> int:
@@ -159,6 +162,7 @@ async def health(request: Request) -> JSONResponse:
         "model": state.config.model.name,
         "model_dir": str(state.config.model),
         "arch": meta["arch"],
+        "runtime": state.config.runtime,
         "classes": meta["classes"],
         "img_size": meta["img_size"],
         "weights_sha256": meta.get("weights_sha256"),
@@ -181,15 +185,23 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Load the model (unless main already did), start the inference thread; stop it at shutdown."""
     state, config = app.state, app.state.config
     if getattr(state, "predictor", None) is None:
-        state.predictor = Predictor(config.model, threads=config.threads)
+        state.predictor = load_predictor(config)
     predictor = state.predictor
     state.batcher = MicroBatcher(lambda batch: forward_rows(predictor, batch),
-                                 config.max_batch, config.max_wait_ms, name="inference")
+                                 config.max_batch, config.max_wait_ms, name="inference",
+                                 workers=config.workers)
     state.decoding = asyncio.Semaphore(config.decoders)
     try:
         yield
     finally:
         state.batcher.close()
+
+
+def load_predictor(config: ServeConfig) -> Predictor:
+    predictor = Predictor(config.model, threads=config.threads)
+    if config.runtime == "onnxruntime":
+        predictor.network = OnnxNetwork(predictor.model, predictor.size, config.threads or 1)
+    return predictor
 
 
 def create_app(config: ServeConfig, predictor: Predictor | None = None) -> Starlette:
@@ -213,13 +225,17 @@ def parse_args(argv: list[str]) -> tuple[ServeConfig, str, int]:
     ap.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb)
     ap.add_argument("--top-k", type=int, default=d.top_k, help="classes per answer unless ?top_k= says")
     ap.add_argument("--threads", type=int, default=d.threads,
-                    help="torch threads for the forward passes (default %(default)s: half the cores)")
+                    help="threads per forward pass (default %(default)s)")
+    ap.add_argument("--workers", type=int, default=d.workers,
+                    help="forward passes run at once (default %(default)s)")
     ap.add_argument("--max-decode-mb", type=float, default=d.max_decode_mb,
                     help="memory for decoding the uploads in flight; sets the pixel budget (default %(default)s)")
+    ap.add_argument("--runtime", choices=["onnxruntime", "torch"], default=d.runtime,
+                    help="what runs the network (default %(default)s: faster on small batches)")
     ap.add_argument("--decoders", type=int, default=d.decoders, help="uploads decoded at once (default %(default)s)")
     args = ap.parse_args(argv)
-    if min(args.max_batch, args.top_k, args.decoders) < 1 or args.max_wait_ms < 0 or args.max_upload_mb <= 0:
-        ap.error("--max-batch, --top-k and --decoders must be >= 1, --max-wait-ms >= 0, --max-upload-mb > 0")
+    if min(args.max_batch, args.top_k, args.decoders, args.workers) < 1 or args.max_wait_ms < 0 or args.max_upload_mb <= 0:
+        ap.error("--max-batch, --top-k, --decoders and --workers must be >= 1, --max-wait-ms >= 0, --max-upload-mb > 0")
     if args.max_decode_mb / args.decoders * MB / PEAK_BYTES_PER_PIXEL < 1 << 20:
         ap.error("--max-decode-mb / --decoders leaves less than a megapixel per upload; raise --max-decode-mb")
     config = ServeConfig(**{k: getattr(args, k) for k in asdict(d)})
@@ -231,8 +247,8 @@ def main(argv: list[str]) -> int:
 
     config, host, port = parse_args(argv)
     try:
-        predictor = Predictor(config.model, threads=config.threads)
-    except ModelError as e:
+        predictor = load_predictor(config)
+    except (ModelError, ImportError) as e:
         print(f"bearid serve: {e}", file=sys.stderr)
         return 2
     uvicorn.run(create_app(config, predictor), host=host, port=port, log_level="info")

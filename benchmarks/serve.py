@@ -49,6 +49,9 @@ TARGETS = {"predict_vs_bare": 1.1, "predict_speedup_vs_fastai": 1.25, "batch_vs_
            "server_vs_fastai_loop": 3.0, "rss_growth": 0.10, "p99_over_p50": 4.0}
 
 
+WORKERS: list[int] = []  # --workers, passed to every server
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000  # ms
 
@@ -144,12 +147,13 @@ async def load(url: str, payloads: list[bytes], clients: int, requests: int) -> 
     return latencies, statuses
 
 
-def bench_server(model_dir: Path, payloads: list[bytes], max_batch: int, max_wait_ms: float, clients: int,
-                 requests: int, threads: int | None) -> dict:
+def bench_server(model_dir: Path, payloads: list[bytes], max_batch: int, max_wait_ms: float, runtime: str,
+                 clients: int, requests: int, threads: int | None) -> dict:
     port = free_port()
     cmd = [sys.executable, "-m", "bearid.cli", "serve", "--model", str(model_dir), "--port", str(port),
-           "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
+           "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--runtime", runtime]
     cmd += ["--threads", str(threads)] if threads else []
+    cmd += ["--workers", str(WORKERS[0])] if WORKERS else []
     server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -184,7 +188,7 @@ def bench_server(model_dir: Path, payloads: list[bytes], max_batch: int, max_wai
     finally:
         server.terminate()
         server.wait(30)
-    return {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "requests": requests, "clients": clients,
+    return {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "runtime": runtime, "requests": requests, "clients": clients,
             "requests_per_s": requests / seconds, "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99),
             "errors": sum(s != 200 for s in statuses), "recent_mean_batch": batching["recent_mean_batch"],
             "server_cpu_ms_per_request": 1000 * server_cpu / requests,
@@ -205,8 +209,10 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16, help="the batched server's max_batch")
     ap.add_argument("--max-wait-ms", type=float, default=5.0, help="the batched server's max_wait_ms")
     ap.add_argument("--threads", type=int, default=None, help="torch threads, here and in the server")
+    ap.add_argument("--workers", type=int, default=None, help="the server's forward passes at once (default: its own)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
+    WORKERS.extend([args.workers] if args.workers else [])
     os.chdir(ROOT)
     paths = demo_images(args.model, 16, args.images.resolve())
     payloads = [p.read_bytes() for p in paths]
@@ -221,17 +227,18 @@ def main() -> None:
     for key in ("batch32_images_per_s", "single_images_per_s", "learn_predict_images_per_s"):
         print(f"  {key:<28} {pred[key]:8.1f}")
 
-    servers = [bench_server(args.model, payloads, b, w, args.clients, args.requests, args.threads)
-               for b, w in ((args.max_batch, args.max_wait_ms), (1, 0.0))]
+    batched = (args.max_batch, args.max_wait_ms)
+    servers = [bench_server(args.model, payloads, b, w, runtime, args.clients, args.requests, args.threads)
+               for b, w, runtime in ((*batched, "onnxruntime"), (1, 0.0, "onnxruntime"), (*batched, "torch"))]
     for s in servers:
-        print(f"  server max_batch={s['max_batch']:<2} max_wait_ms={s['max_wait_ms']:<4g}"
+        print(f"  server {s['runtime']:<11} max_batch={s['max_batch']:<2} max_wait_ms={s['max_wait_ms']:<4g}"
               f" {s['requests_per_s']:7.1f} req/s   p50 {s['p50_ms']:6.1f} ms   p99 {s['p99_ms']:6.1f} ms"
               f"   errors {s['errors']}   mean batch {s['recent_mean_batch']:.1f}"
               f"   RSS {s['rss_start_mb']:.0f} -> peak {s['rss_peak_mb']:.0f} MB\n"
               f"      CPU per request: server {s['server_cpu_ms_per_request']:.1f} ms,"
               f" load generator {s['client_cpu_ms_per_request']:.1f} ms", flush=True)
 
-    batched, anchor = servers
+    batched, anchor, eager = servers
     ratios = {
         "predict_vs_bare": pred["predictor_ms"]["p50"] / pred["bare_forward_ms"]["p50"],
         "predict_speedup_vs_fastai": pred["learn_predict_ms"]["p50"] / pred["predictor_ms"]["p50"],
@@ -239,6 +246,7 @@ def main() -> None:
         "batch_vs_one_at_a_time": pred["batch32_images_per_s"] / pred["single_images_per_s"],
         "server_vs_fastai_loop": batched["requests_per_s"] / pred["learn_predict_images_per_s"],
         "server_batched_vs_max_batch_1": batched["requests_per_s"] / anchor["requests_per_s"],
+        "server_onnxruntime_vs_torch": batched["requests_per_s"] / eager["requests_per_s"],
         "server_cpu_per_request_max_batch_1_vs_batched": (anchor["server_cpu_ms_per_request"]
                                                           / batched["server_cpu_ms_per_request"]),
         "rss_growth": batched["rss_growth"],

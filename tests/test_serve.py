@@ -58,7 +58,7 @@ def png_declaring(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def client(model_dir):
-    app = create_app(ServeConfig(model=model_dir, max_upload_mb=LIMIT_MB, max_wait_ms=50))
+    app = create_app(ServeConfig(model=model_dir, max_upload_mb=LIMIT_MB, max_wait_ms=50, workers=1))
     with TestClient(app) as c:  # the `with` runs the lifespan: model loaded, worker started
         yield c
 
@@ -81,6 +81,7 @@ def test_health(client, model_dir):
     body = r.json()
     meta = Predictor(model_dir).meta
     assert body["status"] == "ok" and body["model"] == model_dir.name and body["arch"] == "resnet18"
+    assert body["runtime"] == "onnxruntime"
     assert body["classes"] == CLASSES and body["img_size"] == 32
     assert body["weights_sha256"] == meta["weights_sha256"]
     assert body["batching"]["max_batch"] == 16 and body["max_upload_mb"] == LIMIT_MB
@@ -254,6 +255,23 @@ def test_batcher_gathers_items_that_wait():
     assert sizes == [1, 4, 2] and batcher.batches == 3
 
 
+def test_batcher_workers_run_batches_at_once():
+    """Two workers: the second batch starts while the first is still running (a barrier both must reach)."""
+    both_inside = threading.Barrier(2, timeout=10)
+
+    def fn(items):
+        both_inside.wait()  # raises BrokenBarrierError after 10 s if the other batch never starts
+        return [i + 1 for i in items]
+
+    batcher = MicroBatcher(fn, max_batch=4, max_wait_ms=0, workers=2)
+    first = batcher.submit(1)
+    wait_until(lambda: batcher.pending() == 0)  # a worker took it and waits inside fn
+    second = batcher.submit(2)  # only a second worker can take it while the first batch waits
+    assert [first.result(15), second.result(15)] == [2, 3]
+    batcher.close()
+    assert batcher.batches == 2
+
+
 def test_batcher_survives_a_failing_batch():
     def fn(items):
         if "bad" in items:
@@ -274,7 +292,8 @@ def test_batcher_survives_a_failing_batch():
 def test_serve_args(tmp_path, capsys):
     config, host, port = parse_args(["--model", str(tmp_path), "--max-batch", "4", "--port", "8123"])
     assert config.model == tmp_path and config.max_batch == 4 and config.max_upload_mb == 10
-    assert (host, port) == ("127.0.0.1", 8123)
+    assert (host, port) == ("127.0.0.1", 8123) and config.runtime == "onnxruntime"
+    assert parse_args(["--runtime", "torch"])[0].runtime == "torch"
     assert main(["--model", str(tmp_path)]) == 2
     assert "model.json: not found; export a model first" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -292,7 +311,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(model_dir):
     port = free_port()
-    app = create_app(ServeConfig(model=model_dir, max_wait_ms=20, max_upload_mb=LIMIT_MB))
+    app = create_app(ServeConfig(model=model_dir, max_wait_ms=20, max_upload_mb=LIMIT_MB, workers=1))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
