@@ -57,8 +57,8 @@ class ServeConfig:
     max_wait_ms: float = 5.0
     max_upload_mb: float = 10.0
     top_k: int = 5
-    threads: int | None = 1  # torch threads per forward pass: spinning threads fight HTTP and decoding
-    workers: int = max(1, (os.cpu_count() or 2) // 2 + 1)  # forward passes at once
+    threads: int | None = max(1, (os.cpu_count() or 2) // 2)  # half the cores: HTTP and decoding need the rest
+    workers: int = 1  # forward passes at once; on 2 cores a second one only splits the batches
     max_decode_mb: float = 256.0  # memory for the uploads being decoded at once
     decoders: int = 2  # uploads decoded at once; more wait their turn
     runtime: str = "onnxruntime"  # or "torch"; see runtime.py
@@ -225,7 +225,7 @@ def parse_args(argv: list[str]) -> tuple[ServeConfig, str, int]:
     ap.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb)
     ap.add_argument("--top-k", type=int, default=d.top_k, help="classes per answer unless ?top_k= says")
     ap.add_argument("--threads", type=int, default=d.threads,
-                    help="threads per forward pass (default %(default)s)")
+                    help="threads per forward pass (default %(default)s: half the cores)")
     ap.add_argument("--workers", type=int, default=d.workers,
                     help="forward passes run at once (default %(default)s)")
     ap.add_argument("--max-decode-mb", type=float, default=d.max_decode_mb,

@@ -80,7 +80,7 @@ NOT_RUN = {  # page -> the commands it shows but this check does not run, each w
     },
     "docs/serving.md": {
         "bearid serve --model data/retrain --host 127.0.0.1 --port 8000": "server",
-        "python benchmarks/serve.py --model /tmp/model --images /tmp/images --requests 300 --repeat 40 --threads 1":
+        "python benchmarks/serve.py --model data/train --requests 1000 --repeat 100 --threads 1":
             "long",
     },
     "docs/transfer-learning.md": {
