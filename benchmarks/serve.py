@@ -3,11 +3,11 @@
 1. Single image: our Predictor vs the bare forward pass and vs fastai's `learn.predict` (p50, p99).
 2. Batches: Predictor on 32 images at once vs one at a time vs `learn.predict`, in images/s.
 3. The server (`bearid serve` in a subprocess) under concurrent clients posting images to /predict,
-   with micro-batching vs max_batch=1 (the anchor): requests/s, p50/p99, errors, peak RSS,
-   against a sequential `learn.predict` loop.
+   with micro-batching vs max_batch=1 (the anchor) and ONNX Runtime vs torch: requests/s, p50/p99,
+   errors, peak RSS, against a sequential `learn.predict` loop.
 
     .venv/bin/python benchmarks/serve.py [--model data/retrain] [--images data/images] [--requests 1000]
-                                         [--clients 8] [--threads N]
+                                         [--clients 8] [--threads N] [--workers N]
 
 The load generator runs on the same CPU as the server, as a real client on this machine would.
 On a CPU shared with other work, requests/s follows the share of CPU the server gets; the
