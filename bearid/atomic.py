@@ -16,6 +16,17 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes a file only its owner may read; a published file gets the mode `open` would give it.
+# Read once, at import: setting the umask to read it is not safe while other threads create files.
+FILE_MODE = 0o666 & ~_umask()
+
+
 class TempFile:
     """A new binary file in `folder` under a temp name, until `publish` names it.
 
@@ -27,6 +38,7 @@ class TempFile:
     def __init__(self, folder: Path, prefix: str = ".", fsync: bool = True):
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+        os.fchmod(fd, FILE_MODE)
         self.path, self.file, self.fsync = Path(name), os.fdopen(fd, "wb"), fsync
         self.published = False
 
