@@ -49,9 +49,6 @@ TARGETS = {"predict_vs_bare": 1.1, "predict_speedup_vs_fastai": 1.25, "batch_vs_
            "server_vs_fastai_loop": 3.0, "rss_growth": 0.10, "p99_over_p50": 4.0}
 
 
-WORKERS: list[int] = []  # --workers, passed to every server
-
-
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000  # ms
 
@@ -148,12 +145,12 @@ async def load(url: str, payloads: list[bytes], clients: int, requests: int) -> 
 
 
 def bench_server(model_dir: Path, payloads: list[bytes], max_batch: int, max_wait_ms: float, runtime: str,
-                 clients: int, requests: int, threads: int | None) -> dict:
+                 clients: int, requests: int, threads: int | None, workers: int | None) -> dict:
     port = free_port()
     cmd = [sys.executable, "-m", "bearid.cli", "serve", "--model", str(model_dir), "--port", str(port),
            "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--runtime", runtime]
     cmd += ["--threads", str(threads)] if threads else []
-    cmd += ["--workers", str(WORKERS[0])] if WORKERS else []
+    cmd += ["--workers", str(workers)] if workers else []
     server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -212,7 +209,6 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="the server's forward passes at once (default: its own)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
-    WORKERS.extend([args.workers] if args.workers else [])
     os.chdir(ROOT)
     paths = demo_images(args.model, 16, args.images.resolve())
     payloads = [p.read_bytes() for p in paths]
@@ -228,7 +224,8 @@ def main() -> None:
         print(f"  {key:<28} {pred[key]:8.1f}")
 
     batched = (args.max_batch, args.max_wait_ms)
-    servers = [bench_server(args.model, payloads, b, w, runtime, args.clients, args.requests, args.threads)
+    servers = [bench_server(args.model, payloads, b, w, runtime, args.clients, args.requests, args.threads,
+                            args.workers)
                for b, w, runtime in ((*batched, "onnxruntime"), (1, 0.0, "onnxruntime"), (*batched, "torch"))]
     for s in servers:
         print(f"  server {s['runtime']:<11} max_batch={s['max_batch']:<2} max_wait_ms={s['max_wait_ms']:<4g}"
