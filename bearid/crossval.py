@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fastai.callback.core import Callback, CancelValidException
 from fastai.callback.progress import ProgressCallback
 from sklearn.model_selection import StratifiedKFold
 
@@ -41,6 +42,13 @@ TRAIN_KEYS = ("arch", "pretrained", "batch_size", "seed")  # the train keys the 
 # The fold models' fixed training settings: plain, unaugmented one-cycle training on the CPU or GPU.
 FOLD_SETTINGS = {"augment": False, "aug": {}, "wd": 0.01, "ps": 0.5, "device": "auto", "mixed_precision": "auto",
                  "channels_last": False, "num_workers": 0}
+
+
+class NoValidation(Callback):
+    """Fold models are judged once, on their held-out fold after training; per-epoch validation would only cost time."""
+
+    def before_validate(self) -> None:
+        raise CancelValidException()
 
 
 def fold_train(train: TrainParams, img_size: int) -> TrainParams:
@@ -83,7 +91,7 @@ def fold_probs(rows: pd.DataFrame, held_out: np.ndarray, vocab: list[str], p: Fo
     if not sys.stdout.isatty():
         learn.remove_cb(ProgressCallback)
         learn.logger = lambda row: None
-    learn.fit_one_cycle(p.epochs, p.lr)
+    learn.fit_one_cycle(p.epochs, p.lr, cbs=[NoValidation()])
     dl = dls.test_dl(fold_df[held_out], with_labels=False)
     with learn.no_bar():
         probs, _ = learn.get_preds(dl=dl)

@@ -11,6 +11,7 @@ fine_tune (the newer course's call):
 from __future__ import annotations
 
 import math
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,7 @@ from fastai.callback.schedule import SuggestionMethod
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.transforms import ColReader, ColSplitter, Normalize
 from fastai.learner import Learner
+from fastai.optimizer import OptimWrapper
 from fastai.metrics import accuracy, error_rate
 from fastai.torch_core import set_seed
 from fastai.vision.augment import (RandomResizedCrop, RandomResizedCropGPU, Resize, ResizeMethod,
@@ -40,6 +42,10 @@ from .params import TrainParams
 
 ROOT = Path(".")
 NORMALIZE = imagenet_stats  # torchvision's weights (and from-scratch training)
+# fastai's default Adam (betas 0.9/0.99, eps 1e-5, decoupled weight decay) as PyTorch's fused AdamW:
+# the same update in one kernel instead of a Python loop over parameters, a quarter of the step time on
+# a CPU. Unlike fastai's own Adam it also decays norm and bias weights (by under 3% over a demo run).
+OPTIMIZER = partial(OptimWrapper, opt=torch.optim.AdamW, betas=(0.9, 0.99), eps=1e-5, fused=True)
 
 
 def normalization(arch: str) -> tuple[list[float], list[float]]:
@@ -114,7 +120,7 @@ def build_learner(dls, p: TrainParams, work_dir: Path) -> Learner:
     """vision_learner with our metrics; optional pretrained body, mixed precision, channels_last."""
     arch = resolve(p.arch)
     learn = vision_learner(dls, arch, pretrained=False, normalize=False, metrics=[error_rate, accuracy],
-                           wd=p.wd, ps=p.ps, path=work_dir)
+                           wd=p.wd, ps=p.ps, path=work_dir, opt_func=OPTIMIZER)
     if p.pretrained is not False:
         if is_timm(p.arch):
             load_timm_body_weights(learn, p.arch, p.pretrained)
