@@ -15,6 +15,9 @@ setup: $(VENV)/.installed
 # Every package at the exact version and hash of requirements.lock, then the project itself.
 $(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
+	# venv's bundled pip (23.x) rejects hash-checked installs whose dependencies ask for extras
+	# (uvicorn[standard], smart-open[http]) once a newer release is published; pip 26.3 does not.
+	$(BIN)/python -m pip install --quiet pip==26.3
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
