@@ -24,6 +24,10 @@ out-of-distribution score. Candidates are ordered for review and clean:
 likely_out_of_place first (by that score), then likely_mislabeled, then the
 rest (by mislabel score).
 
+Every candidate also carries `given_prob`, the out-of-sample probability of
+its label, and `noise.json` the evident number of label faults (see `noise`):
+the evidence the automatic cleaning policy acts on.
+
 The trained model's valid split also gives the confusion matrix, most-confused
 pairs and per-class precision/recall, through fastai's ClassificationInterpretation.
 """
@@ -46,10 +50,11 @@ from safetensors.torch import load_file  # noqa: E402
 from sklearn.metrics import precision_recall_fscore_support  # noqa: E402
 
 from . import params  # noqa: E402
-from .atomic import atomic_open, write_csv  # noqa: E402
+from .atomic import atomic_open, write_csv, write_json  # noqa: E402
 from .crossval import APPEARANCE, read_probs  # noqa: E402
 from .export import WEIGHTS, read_meta  # noqa: E402
 from .learner import build_learner, dataloaders  # noqa: E402
+from .noise import estimate, given_probs  # noqa: E402
 from .outliers import appearance_score  # noqa: E402
 from .params import InterpretParams  # noqa: E402
 from .plots import save_figure  # noqa: E402
@@ -57,7 +62,8 @@ from .vocab import MISLABELED, OUT_OF_PLACE  # noqa: E402
 
 METHODS = ("top_losses", "confident_learning")
 SOURCES = ("in_sample", "out_of_sample")
-CANDIDATE_FIELDS = ["path", "label", "suggested", "score", "ood_score", "method", "reason", "thumb", "split"]
+CANDIDATE_FIELDS = ["path", "label", "suggested", "score", "ood_score", "given_prob", "method", "reason", "thumb",
+                    "split"]
 THUMB_SIZE = 128
 
 
@@ -229,8 +235,11 @@ def interpret(model_dir: Path, manifest_csv: Path, oos_probs_csv: Path, out_dir:
 
     appearance = oos_rows[APPEARANCE].to_numpy(dtype=np.float64)
     ranked = rank(chosen, given, p, appearance)
+    noise = estimate(oos, given, p.fault_threshold)  # out of sample whatever ranks: a model never confirms itself
+    write_json(out_dir / "noise.json", dataclasses.asdict(noise))
     thumbs = out_dir / "thumbs"
     rows = rows.assign(score=ranked["score"], ood_score=ranked["ood_score"], reason=ranked["reason"],
+                       given_prob=given_probs(oos, given),
                        suggested=[vocab[i] for i in ranked["suggested"]], order=ranked["order"],
                        thumb=[(thumbs / f"{Path(x).stem}.jpg").as_posix() for x in rows["path"]])
     for src, dst in zip(rows["path"], rows["thumb"]):
@@ -238,11 +247,11 @@ def interpret(model_dir: Path, manifest_csv: Path, oos_probs_csv: Path, out_dir:
     candidates = rows.sort_values("order")
     write_csv(out_dir / "candidates.csv",
               ({"path": r.path, "label": r.label, "suggested": r.suggested, "score": f"{r.score:.6g}",
-                "ood_score": f"{r.ood_score:.6g}", "method": p.method, "reason": r.reason,
+                "ood_score": f"{r.ood_score:.6g}", "given_prob": f"{r.given_prob:.6g}", "method": p.method, "reason": r.reason,
                 "thumb": r.thumb, "split": r.split} for r in candidates.itertuples()),
               CANDIDATE_FIELDS)
     rankings = ranking_columns(rows, probs, given, p, appearance)
     write_csv(out_dir / "rankings.csv", rankings.to_dict("records"), list(rankings.columns))
     plot_top_losses(rows, chosen, vocab, min(p.top_k, len(rows)), out_dir / "top_losses.png")
-    return {"most_confused": pairs, "n_ranked": len(rows),
+    return {"most_confused": pairs, "n_ranked": len(rows), "noise": noise,
             "flagged": {reason: int((rows["reason"] == reason).sum()) for reason in (MISLABELED, OUT_OF_PLACE)}}

@@ -252,6 +252,8 @@ class InterpretParams:
         "out-of-place score: appearance (crossval's stem statistics) | entropy | least_confidence | cleanlab")
     ood_threshold: float = param("out-of-place score at or above which an image is flagged likely_out_of_place",
                                0.0, 1.0)
+    fault_threshold: float = param("out-of-sample p(label) at or below which the label counts as contradicted "
+                                   "(noise.json, the policy's evidence)", 0.0, 0.5)
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,13 @@ class CleanParams:
     """Human decisions first, then the automatic policy (stage clean)."""
     decisions: str = param("the decisions file that `bearid review` writes")
     min_score: MinScore = param("thresholds of the automatic policy")
-    max_fraction: float = param("cap on the share of each class's train+valid images the policy drops", 0.0, 1.0)
+    max_removed: Union[int, str] = param("most images the policy drops: estimate (the evident faults of "
+                                         "data/interpret/noise.json not already fixed by the decisions) | a number")
+    beyond_estimate: bool = param("let the decisions or max_removed remove more images than the evident faults")
+
+    def check(self, key: str) -> None:
+        if self.max_removed != "estimate" and (isinstance(self.max_removed, str) or self.max_removed < 0):
+            raise ParamsError(f"{key}.max_removed: {self.max_removed!r} must be 'estimate' or a number >= 0")
 
 
 @dataclass(frozen=True)

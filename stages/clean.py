@@ -9,8 +9,8 @@ from bearid.clean import clean_files
 def main() -> None:
     fetch = params.load("fetch")
     p = params.load("clean")
-    clean_files(Path("data/manifest.csv"), Path("data/interpret/candidates.csv"), Path(p.decisions),
-                fetch.classes, p.min_score, p.max_fraction, Path("data/clean"))
+    clean_files(Path("data/manifest.csv"), Path("data/interpret/candidates.csv"), Path("data/interpret/noise.json"),
+                fetch.classes, p, Path("data/clean"))
 
 
 if __name__ == "__main__":

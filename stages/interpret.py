@@ -15,6 +15,9 @@ def main() -> None:
         log("interpret", f"most confused: {pair['actual']} taken for {pair['predicted']} x{pair['count']}")
     log("interpret", f"{p.method} on {p.probabilities} probabilities: of {result['n_ranked']} images, "
                      + ", ".join(f"{n} {reason}" for reason, n in result["flagged"].items()))
+    noise = result["noise"]
+    log("interpret", f"out-of-sample p(label) <= {noise.threshold:g}: {noise.below} images where data without faults "
+                     f"would show {noise.expected:.1f}: {noise.faults} evident faults (the policy's cap)")
 
 
 if __name__ == "__main__":
