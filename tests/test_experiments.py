@@ -93,7 +93,7 @@ def test_every_section_is_set_by_a_plain_set_param(project_copy: Path, request):
     request.addfinalizer(lambda: subprocess.run(["dvc", "queue", "remove", "--all"], cwd=repo, env=dvc_env(),
                                                 capture_output=True))
     cheap = {"fetch.search_retries": 5, "download.backoff": 0.25, "verify.workers": 1, "interpret.top_k": 8,
-             "clean.max_fraction": 0.2, "retrain.epochs": 2, "evaluate.batch_size": 64}
+             "clean.max_removed": 0, "retrain.epochs": 2, "evaluate.batch_size": 64}
     costly = {"split.seed": 7, "crossval.lr": 0.02, "train.wd": 0.02}
     log = run(["dvc", "exp", "run", "-n", "every-section", *[a for k, v in cheap.items() for a in ("-S", f"{k}={v}")]],
               repo)
