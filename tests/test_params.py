@@ -253,3 +253,13 @@ def test_params_yaml_and_the_declarations_hold_the_same_keys():
     sections = set(params.SECTIONS)
     assert sorted(in_yaml - set(declared) - sections) == [], "in params.yaml, not declared in bearid/params.py"
     assert sorted(set(declared) - in_yaml) == [], "declared in bearid/params.py, missing from params.yaml"
+
+
+@pytest.mark.parametrize("value", ["lots", "Estimate", -1, 2.5, True])
+def test_clean_max_removed_is_estimate_or_a_count(value):
+    with pytest.raises(ParamsError, match=r"^clean\.max_removed: "):
+        full("clean", {"max_removed": value})
+
+
+def test_clean_max_removed_takes_a_count():
+    assert full("clean", {"max_removed": 12}).max_removed == 12
