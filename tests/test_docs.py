@@ -64,6 +64,7 @@ NOT_RUN = {  # page -> the commands it shows but this check does not run, each w
     },
     "docs/development.md": {
         "python3 -m venv .venv": "long",
+        ".venv/bin/python -m pip install pip==26.3": "long",
         ".venv/bin/python -m pip install --require-hashes -r requirements.lock": "long",
         ".venv/bin/python -m pip install --no-deps --no-build-isolation -e .": "long",
         "make lock": "network",
