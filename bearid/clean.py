@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import decisions as decisions_file
 from .atomic import read_csv, write_csv
+from .contact_sheet import write_sheets
 from .params import MinScore
 from .progress import log
 from .vocab import MANIFEST_FIELDS, MISLABELED, OUT_OF_PLACE
@@ -98,6 +99,7 @@ def clean_files(manifest_csv: Path, candidates_csv: Path, decisions_csv: Path, c
     cleaned, report = clean(manifest, read_csv(candidates_csv), decisions, min_score, max_fraction)
     write_csv(out_dir / "manifest.csv", cleaned, MANIFEST_FIELDS)
     write_csv(out_dir / "report.csv", report, REPORT_FIELDS)
+    write_sheets(report, out_dir / "sheets")
     log("clean", f"{len(manifest)} images -> {len(cleaned)}: "
                  f"{sum(r['decided_by'] == 'human' for r in report)} human decisions, "
                  f"{sum(r['decided_by'] == 'policy' for r in report)} by policy")
