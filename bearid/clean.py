@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import decisions as decisions_file
 from .atomic import read_csv, write_csv
+from .contact_sheet import write_sheets
 from .noise import NoiseEstimate
 from .params import CleanParams, MinScore, ParamsError
 from .progress import log
@@ -132,6 +133,7 @@ def clean_files(manifest_csv: Path, candidates_csv: Path, noise_json: Path, clas
     cleaned, report = clean(manifest, read_csv(candidates_csv), decisions, policy, noise)
     write_csv(out_dir / "manifest.csv", cleaned, MANIFEST_FIELDS)
     write_csv(out_dir / "report.csv", report, REPORT_FIELDS)
+    write_sheets(report, out_dir / "sheets")
     log("clean", f"{len(manifest)} images -> {len(cleaned)}: "
                  f"{sum(r['decided_by'] == 'human' for r in report)} human decisions, "
                  f"{sum(r['decided_by'] == 'policy' for r in report)} by policy "

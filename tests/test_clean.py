@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bearid import clean
 from bearid.atomic import read_csv, write_csv
@@ -211,6 +212,11 @@ def test_clean_files_writes_manifest_and_report(tmp_path):
     cleaned = read_csv(tmp_path / "out" / "manifest.csv")
     assert [r["path"] for r in cleaned] == [r["path"] for r in manifest if r["path"] != "img/3.jpg"]
     assert {"path": "img/1.jpg", "label": "teddy", "split": "train"} in cleaned
+    sheets = tmp_path / "out" / "sheets"  # what was dropped or relabelled, one contact sheet per reason
+    assert sorted(p.name for p in sheets.iterdir()) == ["human_delete.png", "human_relabel.png",
+                                                        "policy_mislabeled.png", "policy_out_of_place.png"]
+    with Image.open(sheets / "human_relabel.png") as png:
+        assert png.text["Title"].endswith(": 1 image")
 
 
 def test_clean_files_without_the_noise_estimate_says_what_to_rerun(tmp_path):

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 from helpers import ran, run, set_params, stale_stages
 
 from bearid.atomic import read_csv
+from bearid.contact_sheet import SHEETS, sheet_of, title_line
 from bearid.diagnosis import ADVICE
 from bearid.evaluate import truth_by_stem
 
@@ -77,6 +79,11 @@ def test_cleaning_and_evaluation_outputs(project: Path):
     assert len(candidates) == sum(r["split"] != "test" for r in manifest)
     for png in ("confusion.png", "top_losses.png"):
         assert (project / "data/interpret" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = read_csv(project / "data/clean/report.csv")
+    for sheet in SHEETS:  # what clean dropped or relabelled, a contact sheet per reason, empty ones too
+        with Image.open(project / f"data/clean/sheets/{sheet}.png") as png:
+            assert png.format == "PNG"
+            assert png.text["Title"] == title_line(sum(sheet_of(r) == sheet for r in report), SHEETS[sheet])
 
     metrics = json.loads((project / "data/evaluate/metrics.json").read_text())
     test = [r for r in read_csv(project / "data/clean/manifest.csv") if r["split"] == "test"]

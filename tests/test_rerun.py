@@ -29,7 +29,7 @@ PIPELINE: dict[str, tuple[set[str], set[str]]] = {
     "crossval": ({"crossval", "train.arch", "train.pretrained", "train.batch_size", "train.seed", "verify.max_size"},
                  {"verify", "split"}),
     "interpret": ({"interpret"}, {"verify", "split", "train", "crossval"}),
-    "clean": ({"fetch.classes", "clean"}, {"split", "interpret"}),
+    "clean": ({"fetch.classes", "clean"}, {"verify", "split", "interpret"}),
     "retrain": ({"train", "retrain", "verify.max_size"}, {"verify", "clean"}),
     "evaluate": ({"evaluate"}, {"fetch_urls", "split", "interpret", "clean", "train", "retrain"}),
 }
