@@ -6,6 +6,10 @@ class, photo crops that belong to no class, truncated / empty / HTML files, dead
 links and exact duplicates. The ground truth of every URL is written beside the
 web for evaluation and benchmarks only; the pipeline finds the faults through
 its normal inputs.
+
+Grey digits give the colourful photo crops away by colour alone, which real
+photos of one class never do; `colours: varied` draws every digit in its own
+colours so that an out-of-place score must look at more than colour.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from .vocab import DIGIT_NAMES
 GROUND_TRUTH = "ground_truth.csv"
 TRUTH_FIELDS = ["url", "listed_class", "true_class", "fault", "sha256"]
 CORRUPT_KINDS = ("truncated", "empty", "html", "missing")
+MIN_CONTRAST = 0.3  # least luma difference (0..1) between a varied digit's strokes and its background
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights of R, G, B
 
 
 @dataclass
@@ -44,6 +50,48 @@ def digit_images(size: int) -> tuple[list[Image.Image], np.ndarray]:
     pixels = (255 - digits.images * (255 / 16)).clip(0, 255).astype(np.uint8)
     images = [Image.fromarray(p).resize((size, size), Image.BICUBIC).convert("RGB") for p in pixels]
     return images, digits.target
+
+
+def varied_digit_images(size: int, rng: np.random.Generator) -> tuple[list[Image.Image], np.ndarray]:
+    """sklearn's digits, each in its own ink and background colours, so colour says nothing of the class.
+
+    Colours are uniform in the RGB cube (any hue, saturation and brightness, dark
+    on light or light on dark); half the backgrounds are a linear gradient between
+    two colours, and every image gets mild noise of its own strength. Both ends of
+    a gradient keep MIN_CONTRAST of luma from the ink, on the same side of it, so
+    the whole background does and the digit stays legible.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    v, u = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    images = []
+    for pixels in digits.images:
+        ink = np.asarray(Image.fromarray((pixels / 16).astype(np.float32))
+                         .resize((size, size), Image.BICUBIC)).clip(0, 1)[..., None]
+        fg, bg, bg2 = stroke_colours(rng)
+        angle = rng.uniform(0, 2 * np.pi)
+        along = np.cos(angle) * u + np.sin(angle) * v
+        t = (along - along.min()) / max(np.ptp(along), 1e-9)
+        if rng.random() < 0.5:
+            bg2 = bg  # a flat background
+        background = bg * (1 - t[..., None]) + bg2 * t[..., None]
+        rgb = background * (1 - ink) + fg * ink + rng.normal(0, rng.uniform(0, 0.03), (size, size, 3))
+        images.append(Image.fromarray((rgb.clip(0, 1) * 255).round().astype(np.uint8)))
+    return images, digits.target
+
+
+def stroke_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ink and two background colours, both at least MIN_CONTRAST of luma on the same side of the ink."""
+    while True:
+        fg, bg = rng.random(3), rng.random(3)
+        side = np.sign(LUMA @ bg - LUMA @ fg)
+        if side * (LUMA @ bg - LUMA @ fg) >= MIN_CONTRAST:
+            break
+    while True:
+        bg2 = rng.random(3)
+        if side * (LUMA @ bg2 - LUMA @ fg) >= MIN_CONTRAST:
+            return fg, bg, bg2
 
 
 def photo_crops(n: int, size: int, rng: np.random.Generator) -> list[Image.Image]:
@@ -69,9 +117,16 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def make_items(classes: list[str], p: DemoParams) -> list[WebItem]:
-    """Every item of the demo web, faults included, in a seeded order."""
+    """Every item of the demo web, faults included, in a seeded order.
+
+    Colours come from their own random stream, so a seed injects the same faults
+    into the same digits whatever `p.colours` is.
+    """
     rng = np.random.default_rng(p.seed)
-    images, targets = digit_images(p.img_size)
+    if p.colours == "grey":
+        images, targets = digit_images(p.img_size)
+    else:
+        images, targets = varied_digit_images(p.img_size, np.random.default_rng([p.seed, 1]))
     items: list[WebItem] = []
     for cls in classes:
         idx = np.flatnonzero(targets == DIGIT_NAMES.index(cls))

@@ -19,6 +19,7 @@ from .predict import Predictor
 from .vocab import OUT_OF_PLACE
 
 FAULTS_TO_CLEAN = ("mislabeled", "out_of_place")
+GOOD = ("none", "duplicate")  # faults of the images whose label is right
 
 
 def scores(labels: list[str], predicted: list[str], classes: list[str]) -> dict:
@@ -38,7 +39,10 @@ def truth_by_stem(ground_truth_csv: Path) -> dict[str, dict]:
 
 
 def cleaning_scores(before: list[dict], after: list[dict], truth: dict[str, dict]) -> dict:
-    """How many injected faults in train/valid cleaning removed or fixed, and what else it removed."""
+    """How many injected faults in train/valid cleaning removed or fixed, and what else it removed.
+
+    A good image is one with the right label: no fault, or an exact duplicate of such an image.
+    """
     kept = {r["path"]: r["label"] for r in after}
     out = {}
     faulty_total = fixed_total = 0
@@ -52,9 +56,12 @@ def cleaning_scores(before: list[dict], after: list[dict], truth: dict[str, dict
         faulty_total += len(rows)
         fixed_total += fixed
     clean_rows = [r for r in before if r["split"] != "test"
-                  and truth.get(Path(r["path"]).stem, {}).get("fault") in ("none", "duplicate")]
+                  and truth.get(Path(r["path"]).stem, {}).get("fault") in GOOD]
     out["faults_removed"] = fixed_total / faulty_total if faulty_total else float("nan")
+    out["good_images"] = len(clean_rows)
     out["good_images_removed"] = sum(r["path"] not in kept for r in clean_rows)
+    out["good_images_removed_share"] = (out["good_images_removed"] / len(clean_rows) if clean_rows
+                                        else float("nan"))
     return out
 
 
@@ -75,21 +82,24 @@ def ranking_scores(rankings: list[dict], truth: dict[str, dict]) -> dict:
     if not rankings:
         return {}
     fault = np.array([truth.get(Path(r["path"]).stem, {}).get("fault", "") for r in rankings])
-    mislabeled, out_of_place = fault == "mislabeled", fault == "out_of_place"
-    out: dict = {"n_mislabeled": int(mislabeled.sum()), "n_out_of_place": int(out_of_place.sum())}
+    mislabeled, out_of_place, good = fault == "mislabeled", fault == "out_of_place", np.isin(fault, GOOD)
+    out: dict = {"n_mislabeled": int(mislabeled.sum()), "n_out_of_place": int(out_of_place.sum()),
+                 "n_good": int(good.sum())}
     for name in sorted(k.removesuffix("_order") for k in rankings[0] if k.endswith("_order")):
-        out[name] = score_ranking(rankings, name, mislabeled, out_of_place)
+        out[name] = score_ranking(rankings, name, mislabeled, out_of_place, good)
     return out
 
 
-def score_ranking(rankings: list[dict], name: str, mislabeled: np.ndarray, out_of_place: np.ndarray) -> dict:
+def score_ranking(rankings: list[dict], name: str, mislabeled: np.ndarray, out_of_place: np.ndarray,
+                  good: np.ndarray) -> dict:
     """Scores of ranking `name`, N being the number of mislabeled plus out-of-place images.
 
     The review order's top N, with either fault counting; the mislabel ranking
     (the review order once the images flagged out of place are set aside) in its
     top n_mislabeled, where precision equals recall; every flagged image (the
-    operating point); and the out-of-place score alone, in its top n_out_of_place
-    and at its threshold.
+    operating point); and the out-of-place score alone, in its top n_out_of_place,
+    at its threshold, and in the good images it flags there (its false flags:
+    an out-of-place score that reads colour flags the colourful members of a class).
     """
     faulty = mislabeled | out_of_place
     source = "out_of_sample" if name.endswith("out_of_sample") else "in_sample"
@@ -112,6 +122,8 @@ def score_ranking(rankings: list[dict], name: str, mislabeled: np.ndarray, out_o
         "flagged_out_of_place_recall": fraction(flagged, among=out_of_place),
         "ood_recall_at_n_out_of_place": fraction(top_ood, among=out_of_place),
         "ood_flagged_out_of_place_recall": fraction(set_aside, among=out_of_place),
+        "good_flagged_out_of_place": int((set_aside & good).sum()),
+        "good_flagged_out_of_place_share": fraction(set_aside, among=good),
     }
 
 

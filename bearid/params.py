@@ -38,6 +38,8 @@ class DemoParams:
     out_of_place: float = param("share of images that are photo crops, no digit at all", 0.0, 0.5)
     corrupt_per_kind: int = param("bad files per kind: truncated, empty, HTML, dead link", 0, 100)
     duplicates: int = param("exact copies of clean images added to the URL lists", 0, 1000)
+    colours: Literal["grey", "varied"] = param("grey (dark grey digits on white) | varied (each digit in its "
+                                               "own ink and background colours: colour tells no class)")
     seed: int = param("seed of the demo world")
 
 

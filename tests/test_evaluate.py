@@ -73,7 +73,8 @@ def test_cleaning_scores():
     assert s["mislabeled_in_data"] == 3 and s["mislabeled_removed"] == pytest.approx(2 / 3)
     assert s["out_of_place_in_data"] == 2 and s["out_of_place_removed"] == pytest.approx(1 / 2)
     assert s["faults_removed"] == pytest.approx(3 / 5)
-    assert s["good_images_removed"] == 2
+    assert s["good_images"] == 3  # 6, 7 and 8: 10 has no truth, 9 is a test image
+    assert s["good_images_removed"] == 2 and s["good_images_removed_share"] == pytest.approx(2 / 3)
 
 
 def test_cleaning_scores_without_faults_is_nan():
@@ -81,6 +82,24 @@ def test_cleaning_scores_without_faults_is_nan():
     s = evaluate.cleaning_scores([mrow(1, "grizzly")], [mrow(1, "grizzly")], truth)
     assert s["mislabeled_in_data"] == 0 and math.isnan(s["mislabeled_removed"])
     assert math.isnan(s["faults_removed"]) and s["good_images_removed"] == 0
+    assert s["good_images"] == 1 and s["good_images_removed_share"] == 0
+
+
+def test_cleaning_scores_clean_world_share():
+    """No fault injected: what the policy removes is all loss, counted against every good image."""
+    truth = {stem(i): truth_row(i, "none" if i % 5 else "duplicate", "grizzly") for i in range(1, 11)}
+    before = [mrow(i, "grizzly") for i in range(1, 11)] + [mrow(11, "grizzly", "test")]
+    after = [mrow(i, "grizzly") for i in (2, 3, 4, 6, 7, 8, 9, 10)]  # 1 and the duplicate 5 dropped
+    s = evaluate.cleaning_scores(before, after, truth)
+    assert s["good_images"] == 10 and s["good_images_removed"] == 2
+    assert s["good_images_removed_share"] == pytest.approx(0.2)
+    assert math.isnan(s["faults_removed"]) and math.isnan(s["mislabeled_removed"])
+
+
+def test_cleaning_scores_without_good_images_is_nan():
+    truth = {stem(1): truth_row(1, "mislabeled", "black")}
+    s = evaluate.cleaning_scores([mrow(1, "grizzly")], [], truth)
+    assert s["good_images"] == 0 and math.isnan(s["good_images_removed_share"])
 
 
 def rank_row(i: int, order: dict[str, int], reason: dict[str, str], ood: float) -> dict:
@@ -115,4 +134,29 @@ def test_ranking_scores():
     assert s[cl]["precision_at_n"] == 1 and s[cl]["mislabeled_recall_at_n"] == 1
     assert s[cl]["flagged_out_of_place_recall"] == 1 and s[cl]["ood_flagged_out_of_place_recall"] == 1
     assert s[cl]["ood_recall_at_n_out_of_place"] == 1
+    assert s["n_good"] == 3
+    assert s[cl]["good_flagged_out_of_place"] == 0 and s[cl]["good_flagged_out_of_place_share"] == 0
+    assert s[tl]["good_flagged_out_of_place"] == 0
     assert evaluate.ranking_scores([], truth) == {}
+
+
+def test_ranking_scores_count_good_images_flagged_out_of_place():
+    """The out-of-place score's false flags: good images (duplicates too) set aside as out of place."""
+    truth = {stem(i): truth_row(i, fault, cls) for i, fault, cls in [
+        (0, "out_of_place", ""), (1, "mislabeled", "black"), (2, "none", "grizzly"), (3, "none", "grizzly"),
+        (4, "duplicate", "grizzly"), (5, "none", "grizzly")]}
+    tl, cl = "top_losses_in_sample", "confident_learning_out_of_sample"
+    oop, mis = "likely_out_of_place", "likely_mislabeled"
+    rows = [
+        rank_row(0, {tl: 0, cl: 0}, {tl: oop, cl: oop}, 0.9),
+        rank_row(1, {tl: 3, cl: 3}, {tl: mis}, 0.1),
+        rank_row(2, {tl: 1, cl: 1}, {tl: oop, cl: oop}, 0.85),   # a good image flagged: a false flag
+        rank_row(3, {tl: 4, cl: 4}, {cl: mis}, 0.2),              # flagged mislabeled: not counted here
+        rank_row(4, {tl: 2, cl: 2}, {tl: oop}, 0.82),             # a good duplicate, flagged by one
+        rank_row(5, {tl: 5, cl: 5}, {}, 0.0),
+    ]
+    s = evaluate.ranking_scores(rows, truth)
+    assert s["n_good"] == 4
+    assert s[tl]["good_flagged_out_of_place"] == 2 and s[tl]["good_flagged_out_of_place_share"] == pytest.approx(1 / 2)
+    assert s[cl]["good_flagged_out_of_place"] == 1 and s[cl]["good_flagged_out_of_place_share"] == pytest.approx(1 / 4)
+    assert s[tl]["ood_flagged_out_of_place_recall"] == 1
