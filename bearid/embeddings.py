@@ -8,6 +8,11 @@ whatever their colours, and an image of no class sits far from all of them.
 Each image is embedded once (`embed`); `knn_out_of_place` then scores it by
 its distance to its nearest images of the class it is nearest to, compared
 with how near that class's own images sit to each other.
+
+The features are the head's, pooled (1280 per image), not a middle block's:
+among grey digits with a few in bright colours (a bright teddy's stand-in),
+blocks 3 and 4 scored every coloured digit above 0.8 while the head ranked them
+all below every photo crop; on the demo every layer finds the crops.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from PIL import Image
 from . import pretrained
 
 ARCH = "efficientnet_lite0"
-BLOCK: int | None = None  # None: the head's pooled features; else the pooled output of that block (0-6)
+BLOCK: int | None = None  # the head's pooled features; a number (0-6): that block's, to compare layers
 USE = pretrained.Use("interpret.ood_method", "embedding", "appearance")
 DUPLICATE = 1e-3  # rows closer than this are copies of one image: never each other's neighbours
 MAD_TO_SD = 1.4826  # a normal distribution's standard deviation in median absolute deviations
@@ -47,7 +52,8 @@ def features(model: torch.nn.Module, x: torch.Tensor, block: int | None = BLOCK)
 
 
 def embed(paths: Sequence[str | Path], size: int, batch_size: int, block: int | None = BLOCK) -> np.ndarray:
-    """One L2-normalised row of pretrained features per image, on the CPU, from the installed weights only."""
+    """One L2-normalised row of pretrained features per image, on the CPU, from the installed weights only
+    (unit rows: a dot product is a cosine, and distances compare across images of any contrast)."""
     model = pretrained.imagenet_model(ARCH, USE)
     mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in pretrained.stats(ARCH))
     rows = []
@@ -61,11 +67,12 @@ def embed(paths: Sequence[str | Path], size: int, batch_size: int, block: int | 
 
 
 def class_distances(emb: np.ndarray, members: np.ndarray, k: int) -> np.ndarray:
-    """Each row's mean distance to its k nearest rows among `members`, itself and its copies excluded
-    (inf where none is left)."""
+    """Each unit row's mean distance to its k nearest rows among `members` (a mask), itself and its copies
+    excluded (inf where none is left)."""
     ref = emb[members]
     d = np.sqrt(np.maximum(2.0 - 2.0 * emb @ ref.T, 0.0))  # unit rows: Euclidean from the dot product
-    d[d < DUPLICATE] = np.inf  # leave-one-out, copies included: a duplicated outlier stays an outlier
+    d[np.flatnonzero(members), np.arange(len(ref))] = np.inf  # leave-one-out
+    d[d < DUPLICATE] = np.inf  # copies too: a duplicated outlier stays an outlier
     n = min(k, len(ref))
     nearest = np.sort(d, axis=1)[:, :n]
     counted = np.isfinite(nearest)
@@ -74,7 +81,7 @@ def class_distances(emb: np.ndarray, members: np.ndarray, k: int) -> np.ndarray:
 
 
 def knn_out_of_place(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """How unlike every class each image is, in [0, 1]: about 0 for typical images, 0.8 four spreads out.
+    """How unlike every class each image is, in [0, 1]: 0 for typical images, 0.8 four spreads beyond them.
 
     Per class, an image's distance is its mean distance to that class's k nearest
     images (leave-one-out); its nearest class is the one with the smallest. Only
@@ -88,15 +95,17 @@ def knn_out_of_place(emb: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     images show, and 1 only in the limit, so scores stay ordered.
     """
     emb = np.asarray(emb, dtype=np.float64)
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     _, label = np.unique(np.asarray(labels), return_inverse=True)
     if len(emb) != len(label):
         raise ValueError(f"{len(emb)} embeddings but {len(label)} labels")
     if k < 1:
         raise ValueError(f"interpret.knn_k: {k} must be at least 1")
-    classes = range(label.max() + 1) if len(label) else range(0)
-    dist = np.stack([class_distances(emb, label == c, k) for c in classes], axis=1) if len(label) else \
-        np.zeros((0, 0))
-    nearest = dist.argmin(1) if dist.size else np.zeros(0, dtype=int)
+    if not len(label):
+        return np.zeros(0)
+    classes = range(label.max() + 1)
+    dist = np.stack([class_distances(emb, label == c, k) for c in classes], axis=1)
+    nearest = dist.argmin(1)
     near = dist[np.arange(len(dist)), nearest]
     if not np.isfinite(near).all():
         raise ValueError("every image needs a neighbour other than its own copies; "
