@@ -18,8 +18,10 @@ Ranking methods (`interpret.method`) turn probabilities into a mislabel score
 An out-of-place score in [0, 1] flags an image as likely_out_of_place at
 `ood_threshold`; that reason wins over likely_mislabeled. `ood_method`:
 appearance (the crossval stage's stem-statistics distance, see `outliers`: an
-image of no class looks unlike the rest even when a model is sure of it), or
-from probabilities: entropy, least_confidence, or cleanlab's
+image of no class looks unlike the rest even when a model is sure of it; it
+measures colour and texture), embedding (distance to the nearest class's
+images in pretrained features, see `embeddings`: what an image shows, for real
+photos), or from probabilities: entropy, least_confidence, or cleanlab's
 out-of-distribution score. Candidates are ordered for review and clean:
 likely_out_of_place first (by that score), then likely_mislabeled, then the
 rest (by mislabel score).
@@ -52,12 +54,14 @@ from sklearn.metrics import precision_recall_fscore_support  # noqa: E402
 from . import params  # noqa: E402
 from .atomic import atomic_open, write_csv, write_json  # noqa: E402
 from .crossval import APPEARANCE, read_probs  # noqa: E402
+from .embeddings import embedding_scores  # noqa: E402
 from .export import WEIGHTS, read_meta  # noqa: E402
 from .learner import build_learner, dataloaders  # noqa: E402
 from .noise import estimate, given_probs  # noqa: E402
 from .outliers import appearance_score  # noqa: E402
 from .params import InterpretParams  # noqa: E402
 from .plots import save_figure  # noqa: E402
+from .progress import log  # noqa: E402
 from .vocab import MISLABELED, OUT_OF_PLACE  # noqa: E402
 
 METHODS = ("top_losses", "confident_learning")
@@ -90,13 +94,20 @@ def mislabel_scores(probs: np.ndarray, given: np.ndarray, method: str, filter_by
 
 
 def out_of_place_scores(probs: np.ndarray, given: np.ndarray, method: str,
-                        appearance: np.ndarray | None = None) -> np.ndarray:
-    """How little an image looks like any class, in [0, 1]: higher is more out of place."""
+                        appearance: np.ndarray | None = None, embedding: np.ndarray | None = None) -> np.ndarray:
+    """How little an image looks like any class, in [0, 1]: higher is more out of place.
+
+    `embedding` holds the embedding method's scores, already in [0, 1] (`embeddings.knn_out_of_place`).
+    """
     k = probs.shape[1]
     if method == "appearance":
         if appearance is None:
             raise ValueError("ood_method appearance needs the crossval stage's appearance column")
         return appearance_score(appearance)
+    if method == "embedding":
+        if embedding is None:
+            raise ValueError("ood_method embedding needs the images' embedding scores")
+        return np.asarray(embedding, dtype=np.float64)
     if method == "entropy":
         p = np.clip(probs, 1e-12, 1.0)
         return -(p * np.log(p)).sum(1) / np.log(k)
@@ -107,7 +118,7 @@ def out_of_place_scores(probs: np.ndarray, given: np.ndarray, method: str,
 
         return 1.0 - OutOfDistribution().fit_score(pred_probs=probs, labels=given, verbose=False)
     raise ValueError(f"unknown out-of-place method {method!r}; "
-                     "one of appearance, entropy, least_confidence, cleanlab")
+                     "one of appearance, embedding, entropy, least_confidence, cleanlab")
 
 
 def suggest(probs: np.ndarray, given: np.ndarray, flagged: np.ndarray) -> np.ndarray:
@@ -117,10 +128,10 @@ def suggest(probs: np.ndarray, given: np.ndarray, flagged: np.ndarray) -> np.nda
 
 
 def rank(probs: np.ndarray, given: np.ndarray, p: InterpretParams,
-         appearance: np.ndarray | None = None) -> pd.DataFrame:
+         appearance: np.ndarray | None = None, embedding: np.ndarray | None = None) -> pd.DataFrame:
     """Per image: score, ood_score, reason, suggested class index and review order (0 first)."""
     score, flagged = mislabel_scores(probs, given, p.method, p.filter_by, p.rank_by)
-    ood = out_of_place_scores(probs, given, p.ood_method, appearance)
+    ood = out_of_place_scores(probs, given, p.ood_method, appearance, embedding)
     out_of_place = ood >= p.ood_threshold
     reason = np.where(out_of_place, OUT_OF_PLACE, np.where(flagged, MISLABELED, ""))
     group = np.where(out_of_place, 0, np.where(flagged, 1, 2))
@@ -202,12 +213,13 @@ def valid_outputs(learn: Learner, out_dir: Path, min_confused: int) -> list[dict
 
 
 def ranking_columns(rows: pd.DataFrame, probs: dict[str, np.ndarray], given: np.ndarray,
-                    p: InterpretParams, appearance: np.ndarray) -> pd.DataFrame:
+                    p: InterpretParams, appearance: np.ndarray,
+                    embedding: np.ndarray | None = None) -> pd.DataFrame:
     """Every method on both kinds of probabilities, for evaluation against a ground truth."""
     out = rows[["path", "label", "split"]].copy()
     for source, source_probs in probs.items():
         for method in METHODS:
-            r = rank(source_probs, given, dataclasses.replace(p, method=method), appearance)
+            r = rank(source_probs, given, dataclasses.replace(p, method=method), appearance, embedding)
             out[f"{method}_{source}_order"] = r["order"]
             out[f"{method}_{source}_reason"] = r["reason"]
         out[f"ood_{source}"] = r["ood_score"].round(6)  # the same whichever ranking method
@@ -224,6 +236,11 @@ def interpret(model_dir: Path, manifest_csv: Path, oos_probs_csv: Path, out_dir:
     if oos_vocab != sorted(manifest["label"].unique()) or oos_rows["path"].tolist() != rows["path"].tolist():
         raise ValueError(f"{oos_probs_csv}: out-of-sample probabilities are for other images or classes "
                          "than the manifest; rerun the crossval stage")
+    embedding = None
+    if p.ood_method == "embedding":  # first: missing weights stop the stage before anything else runs
+        embedding, seconds = embedding_scores(rows["path"].tolist(), rows["label"].to_numpy(), p.embed_size,
+                                              p.knn_k, p.batch_size)
+        log("interpret", f"embedded {len(rows)} images at {p.embed_size}px in {seconds:.1f}s")
     learn = load_learner_for(model_dir, manifest, p.batch_size, out_dir)
     vocab = list(learn.dls.vocab)
     pairs = valid_outputs(learn, out_dir, p.min_confused)
@@ -234,7 +251,7 @@ def interpret(model_dir: Path, manifest_csv: Path, oos_probs_csv: Path, out_dir:
     chosen = probs[p.probabilities]
 
     appearance = oos_rows[APPEARANCE].to_numpy(dtype=np.float64)
-    ranked = rank(chosen, given, p, appearance)
+    ranked = rank(chosen, given, p, appearance, embedding)
     noise = estimate(oos, given, p.fault_threshold)  # out of sample whatever ranks: a model never confirms itself
     write_json(out_dir / "noise.json", dataclasses.asdict(noise))
     thumbs = out_dir / "thumbs"
@@ -250,7 +267,7 @@ def interpret(model_dir: Path, manifest_csv: Path, oos_probs_csv: Path, out_dir:
                 "ood_score": f"{r.ood_score:.6g}", "given_prob": f"{r.given_prob:.6g}", "method": p.method, "reason": r.reason,
                 "thumb": r.thumb, "split": r.split} for r in candidates.itertuples()),
               CANDIDATE_FIELDS)
-    rankings = ranking_columns(rows, probs, given, p, appearance)
+    rankings = ranking_columns(rows, probs, given, p, appearance, embedding)
     write_csv(out_dir / "rankings.csv", rankings.to_dict("records"), list(rankings.columns))
     plot_top_losses(rows, chosen, vocab, min(p.top_k, len(rows)), out_dir / "top_losses.png")
     return {"most_confused": pairs, "n_ranked": len(rows), "noise": noise,

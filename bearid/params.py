@@ -250,10 +250,13 @@ class InterpretParams:
         "cleanlab find_label_issues filter_by")
     rank_by: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"] = param(
         "cleanlab label-quality method")
-    ood_method: Literal["appearance", "entropy", "least_confidence", "cleanlab"] = param(
-        "out-of-place score: appearance (crossval's stem statistics) | entropy | least_confidence | cleanlab")
+    ood_method: Literal["appearance", "embedding", "entropy", "least_confidence", "cleanlab"] = param(
+        "out-of-place score: appearance (crossval's stem statistics) | embedding (pretrained-feature "
+        "neighbours) | entropy | least_confidence | cleanlab")
     ood_threshold: float = param("out-of-place score at or above which an image is flagged likely_out_of_place",
                                0.0, 1.0)
+    embed_size: int = param("ood_method embedding: side the images are squished to, in pixels", 32, 1024)
+    knn_k: int = param("ood_method embedding: nearest images of each class an image's distance averages", 1, 100)
     fault_threshold: float = param("out-of-sample p(label) at or below which the label counts as contradicted "
                                    "(noise.json, the policy's evidence)", 0.0, 0.5)
 

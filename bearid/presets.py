@@ -3,9 +3,10 @@
 The demo's params suit 64 px digits trained from scratch; real photos want a
 pretrained body at a size that still trains on a CPU. The preset sets every
 key that must change together (source, classes, sizes in verify, train and
-crossval, the pretrained EfficientNet-Lite0 body and its fine-tuning rates),
-validates the result as the stages will, and rewrites params.yaml keeping its
-comments. `dvc repro` then runs the pipeline on the new params.
+crossval, the pretrained EfficientNet-Lite0 body and its fine-tuning rates,
+the out-of-place score from pretrained features), validates the result as the
+stages will, and rewrites params.yaml keeping its comments. `dvc repro` then
+runs the pipeline on the new params.
 
     bearid preset real-photos                  # DuckDuckGo image search
     bearid preset real-photos --source files   # your URL lists in urls/<class>.txt
@@ -32,6 +33,8 @@ REAL_PHOTOS: dict = {
               "augment": True, "aug": {"do_flip": True, "max_rotate": 10.0, "max_warp": 0.2},
               "resize": "squish"},
     "crossval": {"img_size": 128, "epochs": 3, "lr": 2e-3},
+    # colour and texture set a teddy apart from a bear, not only a photo of no bear: judge what images show
+    "interpret": {"ood_method": "embedding"},
 }
 PRESETS = {"real-photos": REAL_PHOTOS}
 

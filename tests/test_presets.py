@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -31,7 +32,9 @@ def test_real_photos_preset_sets_source_classes_sizes_and_the_pretrained_body(pa
     assert params.load("download", params_file).file_dir == ""
     for section in params.SECTIONS:  # every section still loads, untouched keys kept
         params.load(section, params_file)
-    assert params.load("interpret", params_file) == params.load("interpret", ROOT / "params.yaml")
+    interpret = params.load("interpret", params_file)
+    assert interpret.ood_method == "embedding"  # colour tells a teddy from a bear: judge content instead
+    assert dataclasses.replace(interpret, ood_method="appearance") == params.load("interpret", ROOT / "params.yaml")
     assert params_file.read_text().startswith("# Every key's meaning")  # comments kept
     assert "wrote" in capsys.readouterr().out
 
