@@ -252,7 +252,7 @@ def interpret(model_dir: Path, manifest_csv: Path, oos_probs_csv: Path, out_dir:
 
     appearance = oos_rows[APPEARANCE].to_numpy(dtype=np.float64)
     ranked = rank(chosen, given, p, appearance, embedding)
-    noise = estimate(oos, given, p.fault_threshold)  # out of sample whatever ranks: a model never confirms itself
+    noise = estimate(oos, given, p.fault_threshold, p.min_agreement)  # out of sample whatever ranks: a model never confirms itself
     write_json(out_dir / "noise.json", dataclasses.asdict(noise))
     thumbs = out_dir / "thumbs"
     rows = rows.assign(score=ranked["score"], ood_score=ranked["ood_score"], reason=ranked["reason"],

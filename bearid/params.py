@@ -259,6 +259,8 @@ class InterpretParams:
     knn_k: int = param("ood_method embedding: nearest images of each class an image's distance averages", 1, 100)
     fault_threshold: float = param("out-of-sample p(label) at or below which the label counts as contradicted "
                                    "(noise.json, the policy's evidence)", 0.0, 0.5)
+    min_agreement: float = param("share of the given labels the fold models must agree with for their "
+                                 "contradictions to count as evidence (else no evident faults)", 0.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -81,9 +81,9 @@ def copy_project(dest: Path) -> None:
 
 
 def run_demo(work: Path, noise: float, replicate: int = 0, colours: str = "grey",
-             out_of_place: float | None = None) -> tuple[dict, float]:
-    """`dvc repro` on the demo at this label noise, colours, out-of-place share (None: params.yaml's)
-    and replicate; the evaluate metrics and the wall time."""
+             out_of_place: float | None = None, overrides: dict | None = None) -> tuple[dict, float]:
+    """`dvc repro` on the demo at this label noise, colours, out-of-place share (None: params.yaml's),
+    replicate and other params (dotted key: value); the evaluate metrics and the wall time."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
@@ -96,6 +96,12 @@ def run_demo(work: Path, noise: float, replicate: int = 0, colours: str = "grey"
     params["fetch"]["demo"]["colours"] = colours
     if out_of_place is not None:
         params["fetch"]["demo"]["out_of_place"] = out_of_place
+    for key, value in (overrides or {}).items():
+        *path, leaf = key.split(".")
+        section = params
+        for part in path:
+            section = section[part]
+        section[leaf] = value
     for section in (params["fetch"]["demo"], params["split"], params["train"]):
         section["seed"] += replicate
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -207,6 +213,14 @@ def share(text: str) -> float:
     return value
 
 
+def setting(text: str) -> tuple[str, object]:
+    """KEY=VALUE with a YAML value, as `dvc exp run -S` takes it."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. train.pretrained=true")
+    return key, yaml.safe_load(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--noise", type=share, nargs="+", default=[0.08, 0.2],
@@ -215,6 +229,8 @@ def main() -> None:
                         help="the demo's digit colours (fetch.demo.colours): varied takes colour's clue away")
     parser.add_argument("--out-of-place", type=share, metavar="SHARE",
                         help="share of photo crops (fetch.demo.out_of_place; default: params.yaml's); 0 injects none")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
+                        help="another params.yaml value, e.g. train.pretrained=true (YAML value; repeatable)")
     parser.add_argument("--replicates", type=int, default=3, help="runs per noise level, seeds shifted by 0..R-1")
     parser.add_argument("--metrics", type=Path, help="print an existing evaluate metrics.json instead")
     parser.add_argument("--keep", action="store_true", help="keep the project copies")
@@ -229,7 +245,7 @@ def main() -> None:
             oop = "" if args.out_of_place is None else f", {args.out_of_place:.0%} out of place"
             title = f"{args.colours} demo at {noise:.0%} label noise{oop}"
             for replicate in range(args.replicates):
-                metrics, seconds = run_demo(work, noise, replicate, args.colours, args.out_of_place)
+                metrics, seconds = run_demo(work, noise, replicate, args.colours, args.out_of_place, dict(args.set))
                 report(metrics, f"{title}, replicate {replicate} (dvc repro {seconds:.0f}s)")
                 runs.append(metrics)
             summarize(runs, title)

@@ -16,8 +16,11 @@ def main() -> None:
     log("interpret", f"{p.method} on {p.probabilities} probabilities: of {result['n_ranked']} images, "
                      + ", ".join(f"{n} {reason}" for reason, n in result["flagged"].items()))
     noise = result["noise"]
-    log("interpret", f"out-of-sample p(label) <= {noise.threshold:g}: {noise.below} images where data without faults "
-                     f"would show {noise.expected:.1f}: {noise.faults} evident faults (the policy's cap)")
+    log("interpret", f"fold models agree with {noise.agreement:.0%} of the labels; p(label) <= {noise.threshold:g} "
+                     f"for {noise.below} images where data without faults would show {noise.expected:.1f}: "
+                     f"{noise.faults} evident faults (the policy's cap"
+                     + ("" if noise.agreement >= noise.min_agreement else
+                        f"; 0 because the agreement is below interpret.min_agreement {noise.min_agreement:g}") + ")")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ POLICY = clean.Policy(LOOSE, max_removed="estimate", beyond_estimate=False)
 
 
 def noise(faults: int, threshold: float = 0.05) -> NoiseEstimate:
-    return NoiseEstimate(threshold=threshold, images=100, below=faults + 2, expected=1.0, faults=faults)
+    return NoiseEstimate(threshold=threshold, images=100, below=faults + 2, expected=1.0, agreement=0.9,
+                         min_agreement=0.7, faults=faults)
 
 
 def test_human_decisions_are_applied():
@@ -202,7 +203,7 @@ def test_clean_files_writes_manifest_and_report(tmp_path):
     write_csv(tmp_path / "candidates.csv", [cand("3"), cand("x", "black", "grizzly", given_prob=0.03,
                                                               split="valid")], list(cand("3")))
     (tmp_path / "noise.json").write_text('{"threshold": 0.05, "images": 11, "below": 3, "expected": 0.2, '
-                                         '"faults": 2}')
+                                         '"agreement": 0.9, "min_agreement": 0.7, "faults": 2}')
     decisions = decisions_file(tmp_path, ["img/1.jpg,relabel,teddy"])
     p = CleanParams(decisions=str(decisions), min_score=LOOSE, max_removed="estimate", beyond_estimate=False)
     report = clean.clean_files(tmp_path / "manifest.csv", tmp_path / "candidates.csv", tmp_path / "noise.json",
