@@ -80,6 +80,12 @@ def test_cleaning_and_evaluation_outputs(project: Path):
     for png in ("confusion.png", "top_losses.png"):
         assert (project / "data/interpret" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = read_csv(project / "data/clean/report.csv")
+    noise = json.loads((project / "data/interpret/noise.json").read_text())  # the policy's evidence and cap
+    given = {c["path"]: float(c["given_prob"]) for c in candidates}
+    assert noise["images"] == len(candidates)
+    assert noise["below"] == sum(p <= noise["threshold"] for p in given.values())
+    policy = [r for r in report if r["decided_by"] == "policy"]
+    assert len(policy) <= noise["faults"] and all(given[r["path"]] <= noise["threshold"] for r in policy)
     for sheet in SHEETS:  # what clean dropped or relabelled, a contact sheet per reason, empty ones too
         with Image.open(project / f"data/clean/sheets/{sheet}.png") as png:
             assert png.format == "PNG"
