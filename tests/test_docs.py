@@ -40,6 +40,7 @@ NOT_RUN = {  # page -> the commands it shows but this check does not run, each w
         "python benchmarks/cleaning.py --colours varied --noise 0 --out-of-place 0 --replicates 1": "long",
         "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1": "long",
         "python benchmarks/cleaning.py --noise 0.2 --replicates 1": "long",
+        "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --set crossval.epochs=12": "long",
         "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --set train.arch=efficientnet_lite0 "
         "--set train.pretrained=true --set train.lr=0.002 --set crossval.lr=0.002": "long",
     },
