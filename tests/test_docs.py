@@ -41,6 +41,10 @@ NOT_RUN = {  # page -> the commands it shows but this check does not run, each w
         "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1": "long",
         "python benchmarks/cleaning.py --noise 0.2 --replicates 1": "long",
         "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --set crossval.epochs=12": "long",
+        "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --set fetch.demo.img_size=128 "
+        "--set verify.max_size=128 --set train.img_size=128 --set crossval.img_size=128 "
+        "--set train.arch=efficientnet_lite0 --set train.pretrained=true --set train.lr=0.002 --set crossval.lr=0.002 "
+        "--set interpret.ood_method=embedding": "long",
         "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --set train.arch=efficientnet_lite0 "
         "--set train.pretrained=true --set train.lr=0.002 --set crossval.lr=0.002": "long",
     },
