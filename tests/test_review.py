@@ -156,7 +156,9 @@ def test_review_in_a_browser_with_mouse_and_keyboard(page, server, project):
     cards = page.locator(".card")
     cards.first.wait_for()
     assert cards.count() == 3
-    assert page.locator(".card img").first.evaluate("img => img.complete && img.naturalWidth") == 8
+    # the thumbnail arrives after its card: wait for it to load (a broken one completes with width 0)
+    page.wait_for_function("(() => { const img = document.querySelector('.card img'); return img && img.complete; })()")
+    assert page.locator(".card img").first.evaluate("img => img.naturalWidth") == 8
     cards.nth(0).get_by_role("button", name="keep").click()
     page.wait_for_function("document.querySelectorAll('.card')[0].querySelector('.decision').textContent === 'keep'")
     cards.nth(1).get_by_role("button", name="delete").click()
