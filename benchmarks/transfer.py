@@ -12,7 +12,8 @@ interpreter, imports included) trains with params.yaml's `train` section:
 with the same schedule and epochs. Each model's error is on the test split
 against the demo's ground truth (true labels; out-of-place images left out).
 Then, at the first size, the plain fastai script (DataBlock, vision_learner with
-fastai's timm body, the same packaged weights, the lesson's schedule) runs
+fastai's timm body, the same packaged weights, the lesson's schedule, the stage's
+optimizer: PyTorch's fused AdamW with fastai Adam's hyper-parameters) runs
 against the train stage with the pretrained settings: ratio of times,
 difference of errors (target: ratio <= 1.10, errors within 1 point).
 
@@ -65,8 +66,9 @@ dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_x=ColReader("path", pref
                 batch_tfms=[*(aug_transforms(**t["aug"]) if t["augment"] else []),
                             Normalize.from_stats(*stats(t["arch"]))]
                 ).dataloaders(df, bs=t["batch_size"], num_workers=0, device=torch.device("cpu"))
+opt = partial(OptimWrapper, opt=torch.optim.AdamW, betas=(0.9, 0.99), eps=1e-5, fused=True)  # the stage's optimizer
 learn = vision_learner(dls, t["arch"], pretrained=False, normalize=False, metrics=[error_rate, accuracy],
-                       wd=t["wd"], ps=t["ps"], path=Path(sys.argv[2]))
+                       wd=t["wd"], ps=t["ps"], path=Path(sys.argv[2]), opt_func=opt)
 learn.model[0].model.load_state_dict({k: v for k, v in timm_state_dict(t["arch"]).items()
                                       if not k.startswith("classifier.")})
 learn.remove_cb(ProgressCallback)
