@@ -18,7 +18,6 @@ Removing more than the evident faults, by decisions or by `max_removed`, needs
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import decisions as decisions_file
@@ -30,13 +29,6 @@ from .progress import log
 from .vocab import MANIFEST_FIELDS, MISLABELED, OUT_OF_PLACE
 
 REPORT_FIELDS = ["path", "label", "action", "new_label", "decided_by", "reason"]
-
-
-@dataclass(frozen=True)
-class Policy:
-    min_score: MinScore
-    max_removed: int | str  # "estimate": the evident faults left after the decisions
-    beyond_estimate: bool
 
 
 def read_decisions(path: Path, classes: list[str]) -> dict[str, dict]:
@@ -64,7 +56,7 @@ def human_report(manifest: list[dict], decisions: dict[str, dict]) -> list[dict]
     return report
 
 
-def clean(manifest: list[dict], candidates: list[dict], decisions: dict[str, dict], policy: Policy,
+def clean(manifest: list[dict], candidates: list[dict], decisions: dict[str, dict], policy: CleanParams,
           noise: NoiseEstimate) -> tuple[list[dict], list[dict]]:
     """Return (cleaned manifest rows, report rows)."""
     report = human_report(manifest, decisions)
@@ -81,7 +73,7 @@ def clean(manifest: list[dict], candidates: list[dict], decisions: dict[str, dic
     return cleaned, report
 
 
-def policy_report(manifest: list[dict], candidates: list[dict], decisions: dict[str, dict], policy: Policy,
+def policy_report(manifest: list[dict], candidates: list[dict], decisions: dict[str, dict], policy: CleanParams,
                   noise: NoiseEstimate, fixed: int) -> list[dict]:
     """What the policy drops: the most contradicted evidence first, no more than the faults left."""
     split = {r["path"]: r["split"] for r in manifest}
@@ -129,8 +121,7 @@ def clean_files(manifest_csv: Path, candidates_csv: Path, noise_json: Path, clas
     if not noise_json.is_file():
         raise FileNotFoundError(f"{noise_json} is missing: rerun the interpret stage (dvc repro interpret)")
     noise = NoiseEstimate(**json.loads(noise_json.read_text()))
-    policy = Policy(p.min_score, p.max_removed, p.beyond_estimate)
-    cleaned, report = clean(manifest, read_csv(candidates_csv), decisions, policy, noise)
+    cleaned, report = clean(manifest, read_csv(candidates_csv), decisions, p, noise)
     write_csv(out_dir / "manifest.csv", cleaned, MANIFEST_FIELDS)
     write_csv(out_dir / "report.csv", report, REPORT_FIELDS)
     write_sheets(report, out_dir / "sheets")

@@ -28,7 +28,6 @@ from PIL import Image
 from . import pretrained
 
 ARCH = "efficientnet_lite0"
-BLOCK: int | None = None  # the head's pooled features; a number (0-6): that block's, to compare layers
 USE = pretrained.Use("interpret.ood_method", "embedding", "appearance")
 DUPLICATE = 1e-3  # rows closer than this are copies of one image: never each other's neighbours
 MAD_TO_SD = 1.4826  # a normal distribution's standard deviation in median absolute deviations
@@ -41,17 +40,12 @@ def load(path: str | Path, size: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)
 
 
-def features(model: torch.nn.Module, x: torch.Tensor, block: int | None = BLOCK) -> torch.Tensor:
-    """Spatially pooled features of a batch: after `block` of the network's blocks, or after its head."""
-    if block is None:
-        return model.forward_head(model.forward_features(x), pre_logits=True)
-    h = model.bn1(model.conv_stem(x))
-    for b in model.blocks[:block + 1]:
-        h = b(h)
-    return h.mean(dim=(2, 3))
+def features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The head's spatially pooled features of a batch (before the ImageNet classifier)."""
+    return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
-def embed(paths: Sequence[str | Path], size: int, batch_size: int, block: int | None = BLOCK) -> np.ndarray:
+def embed(paths: Sequence[str | Path], size: int, batch_size: int) -> np.ndarray:
     """One L2-normalised row of pretrained features per image, on the CPU, from the installed weights only
     (unit rows: a dot product is a cosine, and distances compare across images of any contrast)."""
     model = pretrained.imagenet_model(ARCH, USE)
@@ -60,7 +54,7 @@ def embed(paths: Sequence[str | Path], size: int, batch_size: int, block: int | 
     with torch.inference_mode():
         for start in range(0, len(paths), batch_size):
             x = torch.stack([load(p, size) for p in paths[start:start + batch_size]])
-            rows.append(features(model, (x - mean) / std, block).float())
+            rows.append(features(model, (x - mean) / std).float())
     if not rows:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.nn.functional.normalize(torch.cat(rows), dim=1).numpy()

@@ -80,22 +80,18 @@ def copy_project(dest: Path) -> None:
             shutil.copy2(src, dest / f)
 
 
-def run_demo(work: Path, noise: float, replicate: int = 0, colours: str = "grey",
-             out_of_place: float | None = None, overrides: dict | None = None) -> tuple[dict, float]:
-    """`dvc repro` on the demo at this label noise, colours, out-of-place share (None: params.yaml's),
-    replicate and other params (dotted key: value); the evaluate metrics and the wall time."""
+def run_demo(work: Path, noise: float, replicate: int = 0, overrides: dict | None = None,
+             name: str = "demo") -> tuple[dict, float]:
+    """`dvc repro` on the demo at this label noise and replicate, with other params set (dotted key: value),
+    in work/<name>-noise-<noise>-replicate-<r>; the evaluate metrics and the wall time."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
-    oop = "" if out_of_place is None else f"-oop-{out_of_place:g}"
-    repo = work / f"{colours}-noise-{noise:g}{oop}-replicate-{replicate}"
+    repo = work / f"{name}-noise-{noise:g}-replicate-{replicate}"
     repo.mkdir(parents=True)
     copy_project(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["fetch"]["demo"]["mislabeled"] = noise
-    params["fetch"]["demo"]["colours"] = colours
-    if out_of_place is not None:
-        params["fetch"]["demo"]["out_of_place"] = out_of_place
     for key, value in (overrides or {}).items():
         *path, leaf = key.split(".")
         section = params
@@ -239,13 +235,18 @@ def main() -> None:
         report(json.loads(args.metrics.read_text()), str(args.metrics))
         return
     work = Path(tempfile.mkdtemp(prefix="bearid-cleaning-"))
+    overrides = {"fetch.demo.colours": args.colours, **dict(args.set)}
+    name = args.colours
+    if args.out_of_place is not None:
+        overrides["fetch.demo.out_of_place"] = args.out_of_place
+        name += f"-oop-{args.out_of_place:g}"
     try:
         for noise in args.noise:
             runs = []
             oop = "" if args.out_of_place is None else f", {args.out_of_place:.0%} out of place"
             title = f"{args.colours} demo at {noise:.0%} label noise{oop}"
             for replicate in range(args.replicates):
-                metrics, seconds = run_demo(work, noise, replicate, args.colours, args.out_of_place, dict(args.set))
+                metrics, seconds = run_demo(work, noise, replicate, overrides, name)
                 report(metrics, f"{title}, replicate {replicate} (dvc repro {seconds:.0f}s)")
                 runs.append(metrics)
             summarize(runs, title)

@@ -62,7 +62,14 @@ def cand(name: str, label: str = "grizzly", suggested: str = "black", score: flo
 
 
 LOOSE = MinScore(top_losses=1.0, confident_learning=0.5, out_of_place=0.8)
-POLICY = clean.Policy(LOOSE, max_removed="estimate", beyond_estimate=False)
+
+
+def policy(max_removed: int | str = "estimate", beyond_estimate: bool = False) -> CleanParams:
+    return CleanParams(decisions="cleaning/decisions.csv", min_score=LOOSE, max_removed=max_removed,
+                       beyond_estimate=beyond_estimate)
+
+
+POLICY = policy()
 
 
 def noise(faults: int, threshold: float = 0.05) -> NoiseEstimate:
@@ -149,7 +156,7 @@ def test_decisions_deleting_more_than_the_evident_faults_need_the_override():
     with pytest.raises(ParamsError, match="the decisions delete 4 images, more than the 3 evident faults.*"
                                           "clean.beyond_estimate: true"):
         clean.clean(manifest, [], decisions, POLICY, noise(3))
-    override = clean.Policy(LOOSE, "estimate", beyond_estimate=True)
+    override = policy(beyond_estimate=True)
     cleaned, report = clean.clean(manifest, [cand("5")], decisions, override, noise(3))
     assert len(report) == 4 and len(cleaned) == 6  # the four deletions, and no policy drop: no faults left
 
@@ -159,10 +166,10 @@ def test_a_numeric_cap_beyond_the_evident_faults_needs_the_override():
     candidates = [cand(str(i)) for i in range(6)]
     with pytest.raises(ParamsError, match="clean.max_removed: 5 would let the policy drop 5 images, more than "
                                           "the 2 evident faults left"):
-        clean.clean(manifest, candidates, {}, clean.Policy(LOOSE, 5, False), noise(2))
-    _, report = clean.clean(manifest, candidates, {}, clean.Policy(LOOSE, 5, True), noise(2))
+        clean.clean(manifest, candidates, {}, policy(5, False), noise(2))
+    _, report = clean.clean(manifest, candidates, {}, policy(5, True), noise(2))
     assert len(report) == 5
-    _, report = clean.clean(manifest, candidates, {}, clean.Policy(LOOSE, 1, False), noise(2))
+    _, report = clean.clean(manifest, candidates, {}, policy(1, False), noise(2))
     assert len(report) == 1  # a tighter cap needs nothing
 
 
