@@ -45,10 +45,10 @@ def features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
-def embed(paths: Sequence[str | Path], size: int, batch_size: int) -> np.ndarray:
+def embed(paths: Sequence[str | Path], size: int, batch_size: int, use: pretrained.Use = USE) -> np.ndarray:
     """One L2-normalised row of pretrained features per image, on the CPU, from the installed weights only
     (unit rows: a dot product is a cosine, and distances compare across images of any contrast)."""
-    model = pretrained.imagenet_model(ARCH, USE)
+    model = pretrained.imagenet_model(ARCH, use)
     mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in pretrained.stats(ARCH))
     rows = []
     with torch.inference_mode():

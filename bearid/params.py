@@ -230,6 +230,8 @@ class CrossvalParams:
     lr: float = param("learning rate of the fold models")
     img_size: int = param("image side for the folds: smaller is cheaper, but weaker folds rank noisy labels worse",
                         16, 2048)
+    feature_probe: bool = param("also fit a logistic regression per fold on pretrained EfficientNet-Lite0 "
+                                "features (at img_size) and average its probabilities with the fold models'")
 
     def check(self, key: str) -> None:
         if not 0 < self.lr < 100:
@@ -256,7 +258,8 @@ class InterpretParams:
     ood_threshold: float = param("out-of-place score at or above which an image is flagged likely_out_of_place",
                                0.0, 1.0)
     embed_size: int = param("ood_method embedding: side the images are squished to, in pixels", 32, 1024)
-    knn_k: int = param("ood_method embedding: nearest images of each class an image's distance averages", 1, 100)
+    knn_k: int = param("ood_method embedding: nearest images of each class an image's distance averages "
+                       "(more than a few, so a handful of look-alike outliers cannot hide each other)", 1, 100)
     fault_threshold: float = param("out-of-sample p(label) at or below which the label counts as contradicted "
                                    "(noise.json, the policy's evidence)", 0.0, 0.5)
     min_agreement: float = param("share of the given labels the fold models must agree with for their "

@@ -217,6 +217,24 @@ def setting(text: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+def preset_overrides(name: str) -> dict:
+    """A preset's settings as dotted keys, less its source (the demo stays the source), with the demo
+    drawn at the preset's image size: the configuration meant for real photos, on the demo's world."""
+    from bearid.presets import PRESETS
+
+    def flat(section: dict, prefix: str) -> dict:
+        out = {}
+        for key, value in section.items():
+            if isinstance(value, dict) and key != "aug":
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[prefix + key] = value
+        return out
+
+    keys = {k: v for k, v in flat(PRESETS[name], "").items() if not k.startswith(("fetch.", "download."))}
+    return {**keys, "fetch.demo.img_size": keys["verify.max_size"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--noise", type=share, nargs="+", default=[0.08, 0.2],
@@ -225,6 +243,8 @@ def main() -> None:
                         help="the demo's digit colours (fetch.demo.colours): varied takes colour's clue away")
     parser.add_argument("--out-of-place", type=share, metavar="SHARE",
                         help="share of photo crops (fetch.demo.out_of_place; default: params.yaml's); 0 injects none")
+    parser.add_argument("--preset", choices=["real-photos"],
+                        help="run the demo with a preset's settings (bearid preset), its source and classes aside")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
                         help="another params.yaml value, e.g. train.pretrained=true (YAML value; repeatable)")
     parser.add_argument("--replicates", type=int, default=3, help="runs per noise level, seeds shifted by 0..R-1")
@@ -235,8 +255,9 @@ def main() -> None:
         report(json.loads(args.metrics.read_text()), str(args.metrics))
         return
     work = Path(tempfile.mkdtemp(prefix="bearid-cleaning-"))
-    overrides = {"fetch.demo.colours": args.colours, **dict(args.set)}
-    name = args.colours
+    overrides = {"fetch.demo.colours": args.colours, **(preset_overrides(args.preset) if args.preset else {}),
+                 **dict(args.set)}
+    name = args.colours + (f"-{args.preset}" if args.preset else "")
     if args.out_of_place is not None:
         overrides["fetch.demo.out_of_place"] = args.out_of_place
         name += f"-oop-{args.out_of_place:g}"

@@ -13,7 +13,7 @@ def main() -> None:
     params.check_size("crossval.img_size", p.img_size)
     train = fold_train(params.load("train"), p.img_size)
     start = time.perf_counter()
-    m = crossval(Path("data/manifest.csv"), FoldParams(p.folds, p.epochs, p.lr, train), Path("data/crossval"))
+    m = crossval(Path("data/manifest.csv"), FoldParams(p.folds, p.epochs, p.lr, train, p.feature_probe), Path("data/crossval"))
     log("crossval", f"{p.folds} folds in {time.perf_counter() - start:.0f}s: held-out accuracy {m['accuracy']:.4f} "
                     "(against the given, partly wrong, labels)")
 

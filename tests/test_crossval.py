@@ -86,3 +86,32 @@ def test_crossval_measures_an_image_unlike_the_rest_as_far_from_them(tmp_path, m
     crossval(tmp_path / "manifest.csv", FoldParams(folds=2, epochs=1, lr=1e-2, train=train), tmp_path / "cv")
     df, _, _ = read_probs(tmp_path / "cv" / "probs.csv")
     assert df.loc[df["appearance"].idxmax(), "path"] == odd.as_posix()
+
+
+@pytest.mark.slow  # trains two fold models and embeds 12 images
+def test_feature_probe_pools_a_second_held_out_opinion(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = make_images(tmp_path, 8)
+    write_csv(tmp_path / "manifest.csv", rows, ["path", "label", "split"])
+    train = fold_train(project_params("train", batch_size=4, device="cpu", seed=3), 16)
+    p = FoldParams(folds=2, epochs=1, lr=1e-2, train=train, feature_probe=True)
+    metrics = crossval(tmp_path / "manifest.csv", p, tmp_path / "cv")
+    df, probs, classes = read_probs(tmp_path / "cv" / "probs.csv")
+    given = np.array([classes.index(label) for label in df["label"]])
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert metrics["probe_accuracy"] >= 11 / 12  # dark against bright squares: ImageNet features separate them
+    assert 0 <= metrics["fold_model_accuracy"] <= 1
+    assert metrics["accuracy"] == pytest.approx(float((probs.argmax(1) == given).mean()))
+
+
+def test_feature_probe_without_the_weights_names_its_param_before_training(tmp_path, monkeypatch):
+    from bearid import pretrained
+    from bearid.params import ParamsError
+
+    monkeypatch.chdir(tmp_path)
+    write_csv(tmp_path / "manifest.csv", make_images(tmp_path, 4), ["path", "label", "split"])
+    monkeypatch.setattr(pretrained.importlib.util, "find_spec", lambda name: None)
+    p = FoldParams(2, 1, 1e-2, fold_train(project_params("train", device="cpu"), 16), feature_probe=True)
+    with pytest.raises(ParamsError, match=r"^crossval.feature_probe=true: .* or set crossval.feature_probe to false$"):
+        crossval(tmp_path / "manifest.csv", p, tmp_path / "cv")
+    assert not (tmp_path / "cv" / "probs.csv").exists()

@@ -33,8 +33,10 @@ def test_real_photos_preset_sets_source_classes_sizes_and_the_pretrained_body(pa
     for section in params.SECTIONS:  # every section still loads, untouched keys kept
         params.load(section, params_file)
     interpret = params.load("interpret", params_file)
-    assert interpret.ood_method == "embedding"  # colour tells a teddy from a bear: judge content instead
-    assert dataclasses.replace(interpret, ood_method="appearance") == params.load("interpret", ROOT / "params.yaml")
+    assert (interpret.ood_method, interpret.ood_threshold) == ("embedding", 0.7)  # content, not colour
+    assert dataclasses.replace(interpret, ood_method="appearance", ood_threshold=0.8) == params.load(
+        "interpret", ROOT / "params.yaml")
+    assert crossval.feature_probe is True  # a probe on the pretrained features steadies the fold models
     assert params_file.read_text().startswith("# Every key's meaning")  # comments kept
     assert "wrote" in capsys.readouterr().out
 
