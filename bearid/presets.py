@@ -32,8 +32,8 @@ REAL_PHOTOS: dict = {
               "schedule": "fine_tune", "freeze_epochs": 2, "epochs": 4, "lr": 2e-3,
               "augment": True, "aug": {"do_flip": True, "max_rotate": 10.0, "max_warp": 0.2},
               "resize": "squish"},
-    # a linear probe on the pretrained features steadies the few-epoch fold models' probabilities
-    "crossval": {"img_size": 128, "epochs": 3, "lr": 2e-3, "feature_probe": True},
+    # folds fitted hard enough to be evidence, steadied by a linear probe on the pretrained features
+    "crossval": {"img_size": 128, "epochs": 6, "lr": 1e-2, "feature_probe": True},
     # colour and texture set a teddy apart from a bear, not only a photo of no bear: judge what images show
     "interpret": {"ood_method": "embedding", "ood_threshold": 0.7},
 }

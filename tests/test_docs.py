@@ -53,6 +53,7 @@ NOT_RUN = {  # page -> the commands it shows but this check does not run, each w
         "python benchmarks/cleaning.py --colours varied --noise 0.08 --out-of-place 0.03": "long",
         "python benchmarks/cleaning.py --colours varied --noise 0 --out-of-place 0": "long",
         "python benchmarks/cleaning.py --noise 0 --out-of-place 0": "long",
+        "python benchmarks/cleaning.py --colours varied --noise 0.08 --preset real-photos": "long",
     },
     "docs/experiments.md": {
         "dvc exp run -n lr-high -S train.lr=1e-2": "long",
