@@ -5,8 +5,10 @@ For each label-noise level (fetch.demo.mislabeled) and each replicate it runs
 data/evaluate/metrics.json. `--colours varied` runs the demo world whose digits
 come in varied colours (fetch.demo.colours), where colour no longer gives the
 photo crops away; `--out-of-place` sets their share (fetch.demo.out_of_place).
-`--noise 0 --out-of-place 0` is the clean world: nothing injected, so whatever
-the policy removes is a good image lost. Replicate 0 is params.yaml as it is; replicate r
+`--preset real-photos` runs the demo with that preset's settings (its source
+and classes aside), drawn at its image size. `--noise 0 --out-of-place 0` is
+the clean world: nothing injected, so whatever the policy removes is a good
+image lost. Replicate 0 is params.yaml as it is; replicate r
 adds r to the demo, split and train seeds, so each replicate draws its own
 noise, its own test split and its own weights. One test split holds ~80 images
 of a true class, so one run moves in steps of 1.2 points and a single run cannot
@@ -28,6 +30,7 @@ are also printed beside the measures they name (ACCEPTANCE).
     python benchmarks/cleaning.py [--noise 0.08 0.2] [--replicates 3] [--colours grey|varied]
                                   [--out-of-place SHARE] [--keep]
     python benchmarks/cleaning.py --colours varied --noise 0 --out-of-place 0   # the clean world
+    python benchmarks/cleaning.py --colours varied --noise 0.08 --preset real-photos   # the real-photo settings
     python benchmarks/cleaning.py --metrics data/evaluate/metrics.json   # print an existing run
 """
 

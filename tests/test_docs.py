@@ -47,6 +47,11 @@ NOT_RUN = {  # page -> the commands it shows but this check does not run, each w
         "--set interpret.ood_method=embedding": "long",
         "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --set train.arch=efficientnet_lite0 "
         "--set train.pretrained=true --set train.lr=0.002 --set crossval.lr=0.002": "long",
+        "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --preset real-photos": "long",
+        "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --preset real-photos "
+        "--set crossval.epochs=3 --set crossval.lr=0.002": "long",
+        "python benchmarks/cleaning.py --colours varied --noise 0 --out-of-place 0 --replicates 1 "
+        "--preset real-photos": "long",
     },
     "docs/cleaning.md": {
         "make review": "server",
