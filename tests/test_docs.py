@@ -49,6 +49,8 @@ NOT_RUN = {  # page -> the commands it shows but this check does not run, each w
         "--set train.pretrained=true --set train.lr=0.002 --set crossval.lr=0.002": "long",
         "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --preset real-photos": "long",
         "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --preset real-photos "
+        "--set fetch.demo.seed=1 --set split.seed=43 --set train.seed=43": "long",
+        "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --preset real-photos "
         "--set crossval.epochs=3 --set crossval.lr=0.002": "long",
         "python benchmarks/cleaning.py --colours varied --noise 0 --out-of-place 0 --replicates 1 "
         "--preset real-photos": "long",
