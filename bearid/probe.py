@@ -7,8 +7,9 @@ and their ranking of the mislabeled images with it. A logistic regression on
 the frozen ImageNet features of each fold's training images (`embeddings.embed`)
 makes other mistakes: it cannot overfit a wrong label the way a fine-tuned
 network can, though it sees less. Averaging the two probabilities per image
-(`pool`) ranked the mislabeled images better than either alone in every fold
-setting tried (docs/cleaning-policy.md).
+(`pool`) steadied the ranking: 0.81 to 0.86 of the mislabeled images in the top
+n across five fold settings, against 0.54 to 0.86 for the fold models alone
+(docs/cleaning-policy.md).
 
 The probe's regularisation is chosen per fold by an inner cross-validation on
 log loss (scikit-learn's LogisticRegressionCV), so its probabilities are
