@@ -24,7 +24,7 @@ show a 2-point gain: the summary gives the mean and spread over replicates.
   the true-label test accuracy of the model before and after cleaning.
 
 Ratios are against the anchor measured in the same run (the lesson's way:
-top_losses on in-sample probabilities) and against the issue's targets, which
+top_losses on in-sample probabilities) and against the cleaning targets, which
 are also printed beside the measures they name (ACCEPTANCE).
 
     python benchmarks/cleaning.py [--noise 0.08 0.2] [--replicates 3] [--colours grey|varied]
@@ -54,7 +54,7 @@ ANCHOR = "top_losses_in_sample"
 TARGETS = {"mislabeled_precision_at_n_mislabeled": 0.8, "mislabeled_recall_at_n": 0.8,
            "out_of_place_recall_at_n": 0.9}
 METHOD = "confident_learning_out_of_sample"  # the default ranking, which the policy acts on
-# The issue's acceptance targets per world: measure -> (comparison, bound, what it names).
+# The cleaning targets per world: measure -> (comparison, bound, what it names).
 ACCEPTANCE = {
     "clean": {"good_images_removed_share": ("<=", 0.01, "policy removes <= 1% of images")},
     "faults": {  # set for the colour-varied world at 8% mislabeled + 3% out of place
@@ -165,7 +165,7 @@ def report(metrics: dict, title: str) -> None:
         print(f"true-label test accuracy: before cleaning {before:.4f}, after {after:.4f} "
               f"({100 * (after - before):+.1f} points; target +2 at 20% noise)")
     kind = world(metrics)
-    print(f"issue's targets ({'clean world, nothing injected' if kind == 'clean' else 'set for the colour-varied world at 8% mislabeled + 3% out of place'}; {METHOD}):")
+    print(f"cleaning targets ({'clean world, nothing injected' if kind == 'clean' else 'set for the colour-varied world at 8% mislabeled + 3% out of place'}; {METHOD}):")
     for measure, value in measures(metrics).items():
         if measure in ACCEPTANCE[kind]:
             comparison, bound, text = ACCEPTANCE[kind][measure]
@@ -173,7 +173,7 @@ def report(metrics: dict, title: str) -> None:
 
 
 def summarize(runs: list[dict], title: str) -> None:
-    """Mean and spread over replicates of what the issue's targets name."""
+    """Mean and spread over replicates of what the cleaning targets name."""
     def line(name: str, values: list[float], fmt: str = ".3f") -> str:
         v = np.array(values, dtype=float)
         sd = v.std(ddof=1) if len(v) > 1 else 0.0
@@ -196,7 +196,7 @@ def summarize(runs: list[dict], title: str) -> None:
     print(line("true-label test accuracy after cleaning", after))
     print(line("after - before, points (target +2 at 20% noise)",
                [100 * (a - b) for a, b in zip(after, before)], fmt="+.1f"))
-    print("issue's targets, replicates that meet each:")
+    print("cleaning targets, replicates that meet each:")
     for kind in sorted({world(m) for m in runs}):
         of_kind = [measures(m) for m in runs if world(m) == kind]
         for measure, (comparison, bound, text) in ACCEPTANCE[kind].items():

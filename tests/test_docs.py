@@ -54,6 +54,12 @@ NOT_RUN = {  # page -> the commands it shows but this check does not run, each w
         "--set crossval.epochs=3 --set crossval.lr=0.002": "long",
         "python benchmarks/cleaning.py --colours varied --noise 0 --out-of-place 0 --replicates 1 "
         "--preset real-photos": "long",
+        "python benchmarks/cleaning.py --colours varied --noise 0 --out-of-place 0 --replicates 1 "
+        "--preset real-photos --set fetch.demo.seed=1 --set split.seed=43 --set train.seed=43": "long",
+        "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1 --preset real-photos "
+        "--set fetch.demo.seed=2 --set split.seed=44 --set train.seed=44": "long",
+        "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 3 --preset real-photos "
+        "--set train.freeze_epochs=1 --set train.epochs=6 --set train.lr=0.02 --set train.aug.do_flip=false": "long",
     },
     "docs/cleaning.md": {
         "make review": "server",
