@@ -38,16 +38,28 @@ REAL_PHOTOS: dict = {
     "interpret": {"ood_method": "embedding", "ood_threshold": 0.7},
 }
 PRESETS = {"real-photos": REAL_PHOTOS}
+WHOLE = ("aug",)  # mappings that are one value (train.aug): replaced whole, never merged key by key
 
 
 def merge(base, update: dict):
     """`update` written into `base` key by key (nested mappings merged, the rest replaced)."""
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "aug":
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and key not in WHOLE:
             merge(base[key], value)
         else:
             base[key] = copy.deepcopy(value)
     return base
+
+
+def dotted(update: dict, prefix: str = "") -> dict:
+    """`update`'s values by dotted key (train.lr), as `dvc exp run -S` names them."""
+    out = {}
+    for key, value in update.items():
+        if isinstance(value, dict) and key not in WHOLE:
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def apply(name: str, path: Path, source: str | None = None) -> dict:

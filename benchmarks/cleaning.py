@@ -223,18 +223,9 @@ def setting(text: str) -> tuple[str, object]:
 def preset_overrides(name: str) -> dict:
     """A preset's settings as dotted keys, less its source (the demo stays the source), with the demo
     drawn at the preset's image size: the configuration meant for real photos, on the demo's world."""
-    from bearid.presets import PRESETS
+    from bearid.presets import PRESETS, dotted
 
-    def flat(section: dict, prefix: str) -> dict:
-        out = {}
-        for key, value in section.items():
-            if isinstance(value, dict) and key != "aug":
-                out.update(flat(value, f"{prefix}{key}."))
-            else:
-                out[prefix + key] = value
-        return out
-
-    keys = {k: v for k, v in flat(PRESETS[name], "").items() if not k.startswith(("fetch.", "download."))}
+    keys = {k: v for k, v in dotted(PRESETS[name]).items() if not k.startswith(("fetch.", "download."))}
     return {**keys, "fetch.demo.img_size": keys["verify.max_size"]}
 
 

@@ -11,17 +11,15 @@ import yaml
 
 from bearid import params
 from bearid.params import ParamsError, parse
+from helpers import PROJECT_PARAMS, project_params
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT = yaml.safe_load((ROOT / "params.yaml").read_text())
+PROJECT = PROJECT_PARAMS
 
 
 def full(section: str, values: dict):
     """Parse the project's values of a section with `values` changed (nested mappings merged)."""
-    def merge(base: dict, update: dict) -> dict:
-        return {k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-                for k, v in {**base, **update}.items()}
-    return parse(section, merge(PROJECT[section], values))
+    return project_params(section, **values)
 
 
 @pytest.fixture
