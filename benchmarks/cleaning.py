@@ -13,6 +13,10 @@ adds r to the demo, split and train seeds, so each replicate draws its own
 noise, its own test split and its own weights. One test split holds ~80 images
 of a true class, so one run moves in steps of 1.2 points and a single run cannot
 show a 2-point gain: the summary gives the mean and spread over replicates.
+A model's test accuracy also moves by several points with its training seed
+alone, so `--train-seeds K` trains the models before and after cleaning with K
+seeds each (the pipeline's own and train.seed + 100, + 200, ...: the train and
+retrain stages' recipes on the same manifests) and compares their means.
 
 - per ranking (top_losses / confident_learning, on in-sample or out-of-sample
   probabilities): precision of the top N (N = injected mislabeled + out-of-place
@@ -31,6 +35,7 @@ are also printed beside the measures they name (ACCEPTANCE).
                                   [--out-of-place SHARE] [--keep]
     python benchmarks/cleaning.py --colours varied --noise 0 --out-of-place 0   # the clean world
     python benchmarks/cleaning.py --colours varied --noise 0.08 --preset real-photos   # the real-photo settings
+    python benchmarks/cleaning.py --colours varied --noise 0.08 --train-seeds 4   # accuracy over 4 training seeds
     python benchmarks/cleaning.py --metrics data/evaluate/metrics.json   # print an existing run
 """
 
@@ -51,6 +56,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHOR = "top_losses_in_sample"
+SEED_STEP = 100  # extra training seeds: train.seed + 100 j, clear of the replicates' shifts by 1
 TARGETS = {"mislabeled_precision_at_n_mislabeled": 0.8, "mislabeled_recall_at_n": 0.8,
            "out_of_place_recall_at_n": 0.9}
 METHOD = "confident_learning_out_of_sample"  # the default ranking, which the policy acts on
@@ -84,9 +90,11 @@ def copy_project(dest: Path) -> None:
 
 
 def run_demo(work: Path, noise: float, replicate: int = 0, overrides: dict | None = None,
-             name: str = "demo") -> tuple[dict, float]:
+             name: str = "demo", train_seeds: int = 1) -> tuple[dict, float]:
     """`dvc repro` on the demo at this label noise and replicate, with other params set (dotted key: value),
-    in work/<name>-noise-<noise>-replicate-<r>; the evaluate metrics and the wall time."""
+    in work/<name>-noise-<noise>-replicate-<r>; the evaluate metrics and the wall time of `dvc repro`.
+    With train_seeds > 1 the metrics gain `training_seeds`: the true-label test accuracies before and after
+    cleaning per training seed, the pipeline's own first."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
@@ -109,7 +117,50 @@ def run_demo(work: Path, noise: float, replicate: int = 0, overrides: dict | Non
     start = time.perf_counter()
     subprocess.run(["dvc", "repro"], cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    return json.loads((repo / "data/evaluate/metrics.json").read_text()), seconds
+    metrics = json.loads((repo / "data/evaluate/metrics.json").read_text())
+    if train_seeds > 1:
+        seed = params["train"]["seed"]
+        runs = [{"seed": seed, **{m: metrics[m]["true_label_accuracy"] for m in ("before", "after")}}]
+        for j in range(1, train_seeds):
+            out = subprocess.run([sys.executable, "-m", "benchmarks.cleaning", "--seed-run", str(seed + SEED_STEP * j)],
+                                 cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+            runs.append(json.loads(out.splitlines()[-1]))
+        metrics["training_seeds"] = runs
+    return metrics, seconds
+
+
+def seed_run(seed: int) -> dict:
+    """Inside a pipeline copy after `dvc repro` (`--seed-run`): the train stage's recipe on the manifest
+    and the retrain stage's on the cleaned manifest, both at training seed `seed`, and their true-label
+    test accuracies. Where the policy dropped nothing and the recipes are one, so are the models."""
+    import dataclasses
+
+    from bearid import params
+    from bearid.atomic import read_csv
+    from bearid.evaluate import evaluate
+    from bearid.training import train_run
+
+    manifest, cleaned, out = Path("data/manifest.csv"), Path("data/clean/manifest.csv"), Path(f"seeds/{seed}")
+    train, retrain = (dataclasses.replace(params.load(stage), seed=seed) for stage in ("train", "retrain"))
+    models = {"before": out / "before", "after": out / "after"}
+    train_run(manifest, train, models["before"], "train")
+    if retrain == train and read_csv(cleaned) == read_csv(manifest):
+        models["after"] = models["before"]
+    else:
+        train_run(cleaned, retrain, models["after"], "retrain")
+    m = evaluate(models, manifest, cleaned, out / "evaluate", params.load("evaluate").batch_size,
+                 Path("data/web/ground_truth.csv"))
+    return {"seed": seed, **{name: m[name]["true_label_accuracy"] for name in models}}
+
+
+def accuracies(metrics: dict) -> tuple[float, float]:
+    """True-label test accuracy before and after cleaning: the mean over the training seeds where
+    there are several."""
+    runs = metrics.get("training_seeds")
+    if runs:
+        return tuple(float(np.mean([r[m] for r in runs])) for m in ("before", "after"))
+    nan = float("nan")
+    return tuple(metrics.get(m, {}).get("true_label_accuracy", nan) for m in ("before", "after"))
 
 
 def world(metrics: dict) -> str:
@@ -122,7 +173,7 @@ def measures(metrics: dict) -> dict[str, float]:
     """The measures the acceptance targets name, from one run's metrics (nan where absent)."""
     nan = float("nan")
     method = (metrics.get("ranking") or {}).get(METHOD, {})
-    before, after = (metrics.get(m, {}).get("true_label_accuracy", nan) for m in ("before", "after"))
+    before, after = accuracies(metrics)
     return {"mislabeled_precision_at_n_mislabeled": method.get("mislabeled_precision_at_n_mislabeled", nan),
             "out_of_place_recall_at_n": method.get("out_of_place_recall_at_n", nan),
             "good_images_removed_share": metrics.get("cleaning", {}).get("good_images_removed_share", nan),
@@ -164,6 +215,15 @@ def report(metrics: dict, title: str) -> None:
     if before is not None and after is not None:
         print(f"true-label test accuracy: before cleaning {before:.4f}, after {after:.4f} "
               f"({100 * (after - before):+.1f} points; target +2 at 20% noise)")
+    runs = metrics.get("training_seeds")
+    if runs:
+        gains = np.array([r["after"] - r["before"] for r in runs]) * 100
+        print(f"over {len(runs)} training seeds (" + ", ".join(
+            f"{r['seed']}: {r['before']:.4f} -> {r['after']:.4f}" for r in runs) + "):")
+        before, after = accuracies(metrics)
+        se = gains.std(ddof=1) / np.sqrt(len(gains))
+        print(f"  mean before {before:.4f}, after {after:.4f} ({after * 100 - before * 100:+.1f} points, "
+              f"standard error {se:.1f}; the accuracy target compares these means)")
     kind = world(metrics)
     print(f"cleaning targets ({'clean world, nothing injected' if kind == 'clean' else 'set for the colour-varied world at 8% mislabeled + 3% out of place'}; {METHOD}):")
     for measure, value in measures(metrics).items():
@@ -190,10 +250,10 @@ def summarize(runs: list[dict], title: str) -> None:
     print(line("good images removed by the policy", [m["cleaning"]["good_images_removed"] for m in runs], fmt=".0f"))
     print(line("good images removed, share", [m["cleaning"].get("good_images_removed_share", float("nan"))
                                               for m in runs]))
-    before = [m["before"]["true_label_accuracy"] for m in runs]
-    after = [m["after"]["true_label_accuracy"] for m in runs]
-    print(line("true-label test accuracy before cleaning", before))
-    print(line("true-label test accuracy after cleaning", after))
+    before, after = zip(*(accuracies(m) for m in runs))
+    seeds = "" if not runs[0].get("training_seeds") else f", mean of {len(runs[0]['training_seeds'])} training seeds"
+    print(line(f"true-label test accuracy before cleaning{seeds}", before))
+    print(line(f"true-label test accuracy after cleaning{seeds}", after))
     print(line("after - before, points (target +2 at 20% noise)",
                [100 * (a - b) for a, b in zip(after, before)], fmt="+.1f"))
     print("cleaning targets, replicates that meet each:")
@@ -243,8 +303,17 @@ def main() -> None:
                         help="another params.yaml value, e.g. train.pretrained=true (YAML value; repeatable)")
     parser.add_argument("--replicates", type=int, default=3, help="runs per noise level, seeds shifted by 0..R-1")
     parser.add_argument("--metrics", type=Path, help="print an existing evaluate metrics.json instead")
+    parser.add_argument("--train-seeds", type=int, default=1, metavar="K",
+                        help="training seeds per replicate for the accuracy comparison (the pipeline's own and "
+                             "K-1 more): the models before and after cleaning trained with each, means compared")
     parser.add_argument("--keep", action="store_true", help="keep the project copies")
+    parser.add_argument("--seed-run", type=int, metavar="SEED", help=argparse.SUPPRESS)  # used by --train-seeds
     args = parser.parse_args()
+    if args.seed_run is not None:
+        print(json.dumps(seed_run(args.seed_run)))
+        return
+    if args.train_seeds < 1:
+        parser.error(f"--train-seeds {args.train_seeds}: at least 1")
     if args.metrics:
         report(json.loads(args.metrics.read_text()), str(args.metrics))
         return
@@ -261,7 +330,7 @@ def main() -> None:
             oop = "" if args.out_of_place is None else f", {args.out_of_place:.0%} out of place"
             title = f"{args.colours} demo at {noise:.0%} label noise{oop}"
             for replicate in range(args.replicates):
-                metrics, seconds = run_demo(work, noise, replicate, overrides, name)
+                metrics, seconds = run_demo(work, noise, replicate, overrides, name, args.train_seeds)
                 report(metrics, f"{title}, replicate {replicate} (dvc repro {seconds:.0f}s)")
                 runs.append(metrics)
             summarize(runs, title)
