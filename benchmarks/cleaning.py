@@ -37,6 +37,7 @@ are also printed beside the measures they name (ACCEPTANCE).
     python benchmarks/cleaning.py --colours varied --noise 0.08 --preset real-photos   # the real-photo settings
     python benchmarks/cleaning.py --colours varied --noise 0.08 --train-seeds 4   # accuracy over 4 training seeds
     python benchmarks/cleaning.py --metrics data/evaluate/metrics.json   # print an existing run
+    python -m benchmarks.cleaning --seed-run 144   # in a kept copy: one more training seed, before and after
 """
 
 from __future__ import annotations
@@ -307,7 +308,9 @@ def main() -> None:
                         help="training seeds per replicate for the accuracy comparison (the pipeline's own and "
                              "K-1 more): the models before and after cleaning trained with each, means compared")
     parser.add_argument("--keep", action="store_true", help="keep the project copies")
-    parser.add_argument("--seed-run", type=int, metavar="SEED", help=argparse.SUPPRESS)  # used by --train-seeds
+    parser.add_argument("--seed-run", type=int, metavar="SEED",
+                        help="inside a kept pipeline copy, after dvc repro (python -m benchmarks.cleaning): train "
+                             "before and after cleaning at this training seed, print their accuracies as JSON")
     args = parser.parse_args()
     if args.seed_run is not None:
         print(json.dumps(seed_run(args.seed_run)))
