@@ -223,7 +223,7 @@ def report(metrics: dict, title: str) -> None:
             f"{r['seed']}: {r['before']:.4f} -> {r['after']:.4f}" for r in runs) + "):")
         before, after = accuracies(metrics)
         se = gains.std(ddof=1) / np.sqrt(len(gains))
-        print(f"  mean before {before:.4f}, after {after:.4f} ({after * 100 - before * 100:+.1f} points, "
+        print(f"  mean before {before:.4f}, after {after:.4f} ({100 * (after - before):+.1f} points, "
               f"standard error {se:.1f}; the accuracy target compares these means)")
     kind = world(metrics)
     print(f"cleaning targets ({'clean world, nothing injected' if kind == 'clean' else 'set for the colour-varied world at 8% mislabeled + 3% out of place'}; {METHOD}):")
