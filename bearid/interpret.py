@@ -27,8 +27,9 @@ likely_out_of_place first (by that score), then likely_mislabeled, then the
 rest (by mislabel score).
 
 Every candidate also carries `given_prob`, the out-of-sample probability of
-its label, and `noise.json` the evident number of label faults (see `noise`):
-the evidence the automatic cleaning policy acts on.
+its label calibrated to the labels, and `noise.json` the evident number of
+label faults with that calibration's temperature (see `noise`): the evidence
+the automatic cleaning policy acts on.
 
 The trained model's valid split also gives the confusion matrix, most-confused
 pairs and per-class precision/recall, through fastai's ClassificationInterpretation.
@@ -57,7 +58,7 @@ from .crossval import APPEARANCE, read_probs  # noqa: E402
 from .embeddings import embedding_scores  # noqa: E402
 from .export import WEIGHTS, read_meta  # noqa: E402
 from .learner import build_learner, dataloaders  # noqa: E402
-from .noise import estimate, given_probs  # noqa: E402
+from .noise import estimate, given_probs, scaled  # noqa: E402
 from .outliers import appearance_score  # noqa: E402
 from .params import InterpretParams  # noqa: E402
 from .plots import save_figure  # noqa: E402
@@ -256,7 +257,7 @@ def interpret(model_dir: Path, manifest_csv: Path, oos_probs_csv: Path, out_dir:
     write_json(out_dir / "noise.json", dataclasses.asdict(noise))
     thumbs = out_dir / "thumbs"
     rows = rows.assign(score=ranked["score"], ood_score=ranked["ood_score"], reason=ranked["reason"],
-                       given_prob=given_probs(oos, given),
+                       given_prob=given_probs(scaled(oos, noise.temperature), given),
                        suggested=[vocab[i] for i in ranked["suggested"]], order=ranked["order"],
                        thumb=[(thumbs / f"{Path(x).stem}.jpg").as_posix() for x in rows["path"]])
     for src, dst in zip(rows["path"], rows["thumb"]):
