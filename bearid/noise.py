@@ -24,10 +24,12 @@ what the expectation counts. On the colour-varied demo the pooled
 probabilities expected 9.2 contradictions where 17 occurred, every one a
 mislabeled image. So the probabilities are first calibrated (`calibrate`): a
 temperature and a label-noise rate are fitted together to the given labels by
-maximum likelihood, each label taken to be the models' class with probability
-1 - noise and any other class otherwise. The noise term explains the
-contradicted labels, so they no longer pull the temperature soft, as they do
-when a temperature alone is fitted to noisy labels. The data shows label noise
+maximum likelihood, each label taken to be drawn from the calibrated
+probabilities at 1 - noise and to be any other class at random otherwise. A
+wrong label is as likely beside a sure prediction as beside an unsure one, the
+models' own uncertainty is not; so the noise term takes the contradicted
+labels, and they no longer pull the temperature soft, as they do when a
+temperature alone is fitted to noisy labels. The data shows label noise
 only if the noise term improves the fit beyond chance (a likelihood-ratio test
 at 5%); where it does not, the temperature is fitted alone and no fault is
 evident.

@@ -260,8 +260,8 @@ class InterpretParams:
     embed_size: int = param("ood_method embedding: side the images are squished to, in pixels", 32, 1024)
     knn_k: int = param("ood_method embedding: nearest images of each class an image's distance averages "
                        "(more than a few, so a handful of look-alike outliers cannot hide each other)", 1, 100)
-    fault_threshold: float = param("out-of-sample p(label) at or below which the label counts as contradicted "
-                                   "(noise.json, the policy's evidence)", 0.0, 0.5)
+    fault_threshold: float = param("out-of-sample p(label), calibrated to the labels, at or below which the "
+                                   "label counts as contradicted (noise.json, the policy's evidence)", 0.0, 0.5)
     min_agreement: float = param("share of the given labels the fold models must agree with for their "
                                  "contradictions to count as evidence (else no evident faults)", 0.0, 1.0)
 
