@@ -86,7 +86,8 @@ def scaled(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def label_nll(probs: np.ndarray, given: np.ndarray, temperature: float, noise_rate: float) -> float:
-    """Mean negative log-likelihood of the given labels: the models' class, or at `noise_rate` another."""
+    """Mean negative log-likelihood of the given labels, each drawn from the scaled probabilities or,
+    at `noise_rate`, uniformly from the other classes."""
     q = given_probs(scaled(probs, temperature), given)
     k = probs.shape[1]
     return float(-np.log((1.0 - noise_rate) * q + noise_rate * (1.0 - q) / (k - 1) + 1e-300).mean())
