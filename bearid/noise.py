@@ -106,9 +106,9 @@ def calibrate(probs: np.ndarray, given: np.ndarray) -> Calibration:
                                    method="bounded")) for rate in NOISE_RATES]
     (_, alone), (rate, joint) = fits[0], min(fits, key=lambda f: f[1].fun)
     evidence = max(0.0, 2.0 * len(given) * float(alone.fun - joint.fun))
-    if evidence <= CHI2_95:
-        return Calibration(temperature=math.exp(alone.x), noise_rate=0.0, evidence=evidence)
-    return Calibration(temperature=math.exp(joint.x), noise_rate=float(rate), evidence=evidence)
+    if evidence <= CHI2_95:  # to 4 decimals, as noise.json records it and interpret scales by it
+        return Calibration(temperature=round(math.exp(alone.x), 4), noise_rate=0.0, evidence=evidence)
+    return Calibration(temperature=round(math.exp(joint.x), 4), noise_rate=float(rate), evidence=evidence)
 
 
 def estimate(probs: np.ndarray, given: np.ndarray, threshold: float, min_agreement: float) -> NoiseEstimate:
@@ -124,5 +124,5 @@ def estimate(probs: np.ndarray, given: np.ndarray, threshold: float, min_agreeme
     faults = max(0, math.floor(below - expected - 2.0 * sd)) if agreement >= min_agreement and c.noisy else 0
     return NoiseEstimate(threshold=threshold, images=len(given), below=below, expected=round(expected, 3),
                          agreement=round(agreement, 4), min_agreement=min_agreement, faults=faults,
-                         temperature=round(c.temperature, 4), noise_rate=round(c.noise_rate, 4),
+                         temperature=c.temperature, noise_rate=round(c.noise_rate, 4),
                          noise_evidence=round(c.evidence, 2))
