@@ -9,10 +9,17 @@ Each image is embedded once (`embed`); `knn_out_of_place` then scores it by
 its distance to its nearest images of the class it is nearest to, compared
 with how near that class's own images sit to each other.
 
-The features are the head's, pooled (1280 per image), not a middle block's:
-among grey digits with a few in bright colours (a bright teddy's stand-in),
-blocks 3 and 4 scored every coloured digit above 0.8 while the head ranked them
-all below every photo crop; on the demo every layer finds the crops.
+The features are the head's (1280 channels), not a middle block's: among
+grey digits with a few in bright colours (a bright teddy's stand-in), blocks 3
+and 4 scored every coloured digit above 0.8 while the head ranked them all
+below every photo crop; on the demo every layer finds the crops. The head's
+map is pooled over the image by its maximum for this score (`OOD_POOL`): a
+mean blurs a faint digit's stroke into its background until a nearly flat
+crop averages alike, a maximum keeps the stroke's peak. On nine colour-varied
+demo worlds (8% mislabeled, 3% out of place, seeds 0-8) the mean put 113 of
+the 125 crops at a score of 0.7 or more, the maximum 124; good images there:
+31 and 40 of 3817, at 0.8 or more 1 and 1. The feature probe (`probe`) keeps
+the mean, the pooling the ImageNet classifier was trained on.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from . import pretrained
 
 ARCH = "efficientnet_lite0"
 USE = pretrained.Use("interpret.ood_method", "embedding", "appearance")
+POOLS = ("avg", "max")
+OOD_POOL = "max"
 DUPLICATE = 1e-3  # rows closer than this are copies of one image: never each other's neighbours
 MAD_TO_SD = 1.4826  # a normal distribution's standard deviation in median absolute deviations
 
@@ -40,12 +49,17 @@ def load(path: str | Path, size: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)
 
 
-def features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The head's spatially pooled features of a batch (before the ImageNet classifier)."""
-    return model.forward_head(model.forward_features(x), pre_logits=True)
+def features(model: torch.nn.Module, x: torch.Tensor, pool: str = "avg") -> torch.Tensor:
+    """The head's feature map of a batch (before the ImageNet classifier), pooled over space by the
+    model's own pooling, a mean ("avg"), or by its maximum ("max")."""
+    if pool not in POOLS:
+        raise ValueError(f"unknown pooling {pool!r}; one of {list(POOLS)}")
+    fmap = model.forward_features(x)
+    return model.forward_head(fmap, pre_logits=True) if pool == "avg" else fmap.amax(dim=(2, 3))
 
 
-def embed(paths: Sequence[str | Path], size: int, batch_size: int, use: pretrained.Use = USE) -> np.ndarray:
+def embed(paths: Sequence[str | Path], size: int, batch_size: int, use: pretrained.Use = USE,
+          pool: str = "avg") -> np.ndarray:
     """One L2-normalised row of pretrained features per image, on the CPU, from the installed weights only
     (unit rows: a dot product is a cosine, and distances compare across images of any contrast)."""
     model = pretrained.imagenet_model(ARCH, use)
@@ -54,7 +68,7 @@ def embed(paths: Sequence[str | Path], size: int, batch_size: int, use: pretrain
     with torch.inference_mode():
         for start in range(0, len(paths), batch_size):
             x = torch.stack([load(p, size) for p in paths[start:start + batch_size]])
-            rows.append(features(model, (x - mean) / std).float())
+            rows.append(features(model, (x - mean) / std, pool).float())
     if not rows:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.nn.functional.normalize(torch.cat(rows), dim=1).numpy()
@@ -121,6 +135,6 @@ def embedding_scores(paths: Sequence[str | Path], labels: Sequence, size: int, k
                      batch_size: int) -> tuple[np.ndarray, float]:
     """Out-of-place scores of the images and the seconds their embedding took."""
     start = time.perf_counter()
-    emb = embed(paths, size, batch_size)
+    emb = embed(paths, size, batch_size, pool=OOD_POOL)
     seconds = time.perf_counter() - start
     return knn_out_of_place(emb, np.asarray(labels), k), seconds
