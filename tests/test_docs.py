@@ -35,7 +35,8 @@ NOT_RUN = {  # page -> the commands it shows but this check does not run, each w
         "bearid serve": "server",
     },
     "docs/benchmarks.md": {f"python benchmarks/{name}.py": "long" for name in
-                           ("pipeline", "train", "cleaning", "acquisition", "serve", "dvc_scale", "sgd")},
+                           ("pipeline", "train", "cleaning", "acquisition", "serve", "dvc_scale", "sgd",
+                            "ood_pooling")},
     "docs/cleaning-policy.md": {
         "python benchmarks/cleaning.py --colours varied --noise 0 --out-of-place 0 --replicates 1": "long",
         "python benchmarks/cleaning.py --colours varied --noise 0.08 --replicates 1": "long",
