@@ -38,7 +38,7 @@ evident.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -60,6 +60,14 @@ class NoiseEstimate:
     temperature: float = 1.0  # the calibration's; below and expected count the calibrated probabilities
     noise_rate: float = 0.0  # the share of labels the calibration takes to be drawn at random
     noise_evidence: float = 0.0  # likelihood-ratio statistic for that share; noise is evident above CHI2_95
+
+    def why_no_faults(self) -> str:
+        """The gate that holds the count at 0, in words ('' where none does), from the recorded values."""
+        if self.agreement < self.min_agreement:
+            return f"the agreement is below interpret.min_agreement {self.min_agreement:g}"
+        if self.noise_evidence <= CHI2_95:
+            return "the labels show no noise"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,9 @@ def calibrate(probs: np.ndarray, given: np.ndarray) -> Calibration:
     fits = [(rate, minimize_scalar(lambda lt: label_nll(probs, given, math.exp(lt), rate), bounds=logs,
                                    method="bounded")) for rate in NOISE_RATES]
     (_, alone), (rate, joint) = fits[0], min(fits, key=lambda f: f[1].fun)
-    evidence = max(0.0, 2.0 * len(given) * float(alone.fun - joint.fun))
-    if evidence <= CHI2_95:  # to 4 decimals, as noise.json records it and interpret scales by it
+    # rounded as noise.json records them, so the gates and interpret's scaling read the recorded values
+    evidence = round(max(0.0, 2.0 * len(given) * float(alone.fun - joint.fun)), 2)
+    if evidence <= CHI2_95:
         return Calibration(temperature=round(math.exp(alone.x), 4), noise_rate=0.0, evidence=evidence)
     return Calibration(temperature=round(math.exp(joint.x), 4), noise_rate=float(rate), evidence=evidence)
 
@@ -121,8 +130,9 @@ def estimate(probs: np.ndarray, given: np.ndarray, threshold: float, min_agreeme
     expected = float(chance.sum())
     sd = math.sqrt(float((chance * (1.0 - chance)).sum()))
     agreement = float((probs.argmax(1) == given).mean()) if len(given) else 0.0
-    faults = max(0, math.floor(below - expected - 2.0 * sd)) if agreement >= min_agreement and c.noisy else 0
-    return NoiseEstimate(threshold=threshold, images=len(given), below=below, expected=round(expected, 3),
-                         agreement=round(agreement, 4), min_agreement=min_agreement, faults=faults,
-                         temperature=c.temperature, noise_rate=round(c.noise_rate, 4),
-                         noise_evidence=round(c.evidence, 2))
+    gated = NoiseEstimate(threshold=threshold, images=len(given), below=below, expected=round(expected, 3),
+                          agreement=round(agreement, 4), min_agreement=min_agreement, faults=0,
+                          temperature=c.temperature, noise_rate=round(c.noise_rate, 4), noise_evidence=c.evidence)
+    if gated.why_no_faults():
+        return gated
+    return replace(gated, faults=max(0, math.floor(below - expected - 2.0 * sd)))

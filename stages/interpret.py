@@ -17,11 +17,7 @@ def main() -> None:
     log("interpret", f"{p.method} on {p.probabilities} probabilities: of {result['n_ranked']} images, "
                      + ", ".join(f"{n} {reason}" for reason, n in result["flagged"].items()))
     noise = result["noise"]
-    why = ""
-    if noise.agreement < noise.min_agreement:
-        why = f"; 0 because the agreement is below interpret.min_agreement {noise.min_agreement:g}"
-    elif noise.noise_evidence <= CHI2_95:
-        why = "; 0 because the labels show no noise"
+    why = f"; 0 because {noise.why_no_faults()}" if noise.why_no_faults() else ""
     log("interpret", f"calibrated to the labels: temperature {noise.temperature:.2f}, label noise "
                      f"{noise.noise_rate:.1%} (likelihood ratio {noise.noise_evidence:.1f}, shown above {CHI2_95:g})")
     log("interpret", f"fold models agree with {noise.agreement:.0%} of the labels; p(label) <= {noise.threshold:g} "

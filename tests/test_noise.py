@@ -53,6 +53,7 @@ def test_confident_contradictions_count_as_faults():
     e = estimate(probs, flipped(true, wrong, 3), 0.05, 0.0)
     assert e.below == 40
     assert 30 <= e.faults <= 40
+    assert e.why_no_faults() == ""
 
 
 def test_models_equally_sure_of_every_image_cannot_tell_noise_from_softness():
@@ -62,6 +63,7 @@ def test_models_equally_sure_of_every_image_cannot_tell_noise_from_softness():
     e = estimate(probs, flipped(true, wrong, 3), 0.05, 0.0)  # a softer temperature explains the 40 as well
     assert e.noise_evidence <= CHI2_95
     assert e.faults == 0  # so nothing is evident: the estimate errs towards doing nothing
+    assert e.why_no_faults() == "the labels show no noise"
 
 
 def test_soft_models_give_the_faults_calibrated_ones_do():
@@ -93,5 +95,6 @@ def test_models_that_mostly_disagree_with_the_labels_are_no_evidence():
     given = rng.integers(3, size=300)  # ...and agreeing with a third of the labels: chance
     e = estimate(probs, given, 0.05, min_agreement=0.7)
     assert e.agreement < 0.5 and e.faults == 0
+    assert e.why_no_faults() == "the agreement is below interpret.min_agreement 0.7"
     alone = estimate(probs, given, 0.05, min_agreement=0.0)  # the calibration alone holds them back too:
     assert alone.temperature > 5 and alone.faults == 0  # labels at chance say the models know nothing
