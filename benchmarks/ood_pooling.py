@@ -36,9 +36,9 @@ from bearid.params import DemoParams  # noqa: E402
 KEPT = ("none", "mislabeled", "out_of_place")  # what verify lets through, copies aside
 
 
-def world(seed: int, out: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    """One colour-varied world's images written under `out`: paths, given labels and faults."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+def world(seed: int, params: dict, out: Path) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """One colour-varied world of params.yaml's demo, its images written under `out`: paths, given labels
+    and faults."""
     demo = replace(DemoParams(**params["fetch"]["demo"]), colours="varied", seed=seed,
                    img_size=presets.REAL_PHOTOS["train"]["img_size"])
     items = [it for it in make_items(params["fetch"]["classes"], demo) if it.fault in KEPT]
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     print("seed  pool  crops>=flag  crops in top n  good>=flag  good>=0.8")
     with tempfile.TemporaryDirectory(prefix="bearid-ood-") as tmp:
         for seed in args.seeds:
-            paths, labels, fault = world(seed, Path(tmp))
+            paths, labels, fault = world(seed, params, Path(tmp))
             for pool in embeddings.POOLS:
                 emb = embeddings.embed(paths, size, 64, pool=pool)
                 c = counts(embeddings.knn_out_of_place(emb, labels, k), fault, flag)
